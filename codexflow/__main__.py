@@ -1,0 +1,5 @@
+"""`python -m codexflow`."""
+
+from codexflow.cli import run
+
+run()

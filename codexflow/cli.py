@@ -1,0 +1,165 @@
+"""The `codexflow` command line: parses options, calls one library verb, renders its result."""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from codexflow.errors import CodexflowError, Issue, SpecError
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_INVALID = 0, 1, 2
+
+app = typer.Typer(
+    name="codexflow",
+    help="Describe a swarm of AI agents in one validated YAML file and run it as a Prefect flow.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+)
+
+
+def _out() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _render_issues(console: Console, issues: list[Issue]) -> None:
+    for issue in issues:
+        where = f"{issue.path}:{issue.line}:{issue.col}"
+        loc = f" [bold]{issue.loc}[/bold]:" if issue.loc else ""
+        hint = f" [dim]({issue.hint})[/dim]" if issue.hint else ""
+        console.print(f"[red]{where}[/red]:{loc} {_escape(issue.message)}{hint}")
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+@app.command()
+def validate(
+    specs: Annotated[list[Path], typer.Argument(help="Spec files to check.", show_default=False)],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the result as JSON for scripts.")
+    ] = False,
+) -> None:
+    """Parse and check spec files: every problem of every file, as `file:line:col: where: what`.
+
+    Exit 0 when all are valid, 2 when any is not. Imports no model or orchestrator code.
+    """
+    from codexflow.spec import load_spec
+
+    results = []
+    for path in specs:
+        try:
+            spec = load_spec(path)
+            results.append({"path": str(path), "valid": True, "name": spec.name, "issues": []})
+        except SpecError as error:
+            results.append(
+                {"path": str(path), "valid": False, "issues": [i.to_dict() for i in error.issues]}
+            )
+    failed = [result for result in results if not result["valid"]]
+    if as_json:
+        print(json.dumps({"valid": not failed, "files": results}, indent=2))
+    else:
+        console = _out()
+        for result in results:
+            if result["valid"]:
+                console.print(f"[green]ok[/green] {result['path']} ({result['name']})")
+            else:
+                _render_issues(console, [Issue(**issue) for issue in result["issues"]])  # type: ignore[arg-type]
+        if failed:
+            count = sum(len(result["issues"]) for result in failed)
+            console.print(
+                f"[red]{count} problem{'s' if count != 1 else ''} in {len(failed)} file{'s' if len(failed) != 1 else ''}[/red]"
+            )
+    raise typer.Exit(EXIT_INVALID if failed else EXIT_OK)
+
+
+@app.command()
+def schema(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the JSON Schema of the spec format (for editors and other tools)."""
+    from codexflow.spec.schema import render_schema
+
+    text = render_schema()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        _err().print(f"wrote {output}")
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the starter spec.")] = Path(
+        "swarm.yaml"
+    ),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a starter spec (a coder and a reviewer) and the JSON Schema editors use to check it."""
+    from codexflow.spec.schema import render_schema
+
+    if path.exists() and not force:
+        _err().print(f"[red]{path} exists[/red]; pass --force to overwrite it")
+        raise typer.Exit(EXIT_INVALID)
+    starter = resources.files("codexflow.spec").joinpath("starter.yaml").read_text(encoding="utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(starter.replace("name: starter", f"name: {_spec_name(path)}"), encoding="utf-8")
+    schema_file = path.parent / ".codexflow" / "swarm.schema.json"
+    schema_file.parent.mkdir(parents=True, exist_ok=True)
+    schema_file.write_text(render_schema(), encoding="utf-8")
+    _out().print(f"wrote {path} (check it with `codexflow validate {path}`)")
+
+
+def _spec_name(path: Path) -> str:
+    import re
+
+    name = re.sub(r"[^a-z0-9-]+", "-", path.stem.lower()).strip("-")
+    return name if name and name[0].isalnum() else "starter"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI in-process and return its exit code (tests call this)."""
+    import click
+
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="codexflow")
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_INVALID
+    except click.exceptions.Abort:
+        _err().print("aborted")
+        return 130
+    except SpecError as error:
+        _render_issues(_err(), error.issues)
+        return EXIT_INVALID
+    except CodexflowError as error:
+        _err().print(f"[red]error:[/red] {_escape(error.message)}")
+        return EXIT_RUN_FAILED
+    return result if isinstance(result, int) else EXIT_OK
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
