@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import Enum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -35,7 +36,7 @@ def _err() -> Console:
 
 def _render_issues(console: Console, issues: list[Issue]) -> None:
     for issue in issues:
-        where = f"{issue.path}:{issue.line}:{issue.col}"
+        where = issue.where
         loc = f" [bold]{issue.loc}[/bold]:" if issue.loc else ""
         hint = f" [dim]({issue.hint})[/dim]" if issue.hint else ""
         console.print(f"[red]{where}[/red]:{loc} {_escape(issue.message)}{hint}")
@@ -124,6 +125,48 @@ def init(
     schema_file.parent.mkdir(parents=True, exist_ok=True)
     schema_file.write_text(render_schema(), encoding="utf-8")
     _out().print(f"wrote {path} (check it with `codexflow validate {path}`)")
+
+
+class PlanFormat(str, Enum):
+    text = "text"
+    mermaid = "mermaid"
+    dot = "dot"
+    json = "json"
+
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Set an input: `--set target=src/` (repeatable; JSON for non-strings)."),
+]
+
+
+@app.command()
+def plan(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="The spec file.", show_default=False)],
+    format: Annotated[PlanFormat, typer.Option("--format", "-f", help="text, mermaid, dot or json.")] = PlanFormat.text,
+    set_: SetOption = None,
+) -> None:
+    """Compile a spec and show what would run: steps, agents, dependencies, parallel groups and a
+    rough cost range. Makes no LLM call and starts no orchestrator.
+    """
+    from codexflow.compiler import compile_spec
+    from codexflow.compiler.estimate import estimate_plan
+    from codexflow.compiler.inputs import parse_assignments
+    from codexflow.compiler.render import render_dot, render_json, render_mermaid, render_text
+    from codexflow.providers.price_table import model_prices
+    from codexflow.spec import load_spec
+
+    spec = load_spec(spec_path)
+    compiled = compile_spec(spec, parse_assignments(set_ or []))
+    estimate = estimate_plan(compiled, model_prices)
+    if format is PlanFormat.json:
+        sys.stdout.write(render_json(compiled, estimate))
+    elif format is PlanFormat.mermaid:
+        sys.stdout.write(render_mermaid(compiled))
+    elif format is PlanFormat.dot:
+        sys.stdout.write(render_dot(compiled))
+    else:
+        _out().print(render_text(compiled, estimate))
 
 
 def _spec_name(path: Path) -> str:

@@ -16,8 +16,13 @@ class Issue:
     message: str
     hint: str = ""
 
+    @property
+    def where(self) -> str:
+        """`file:line:col`, or just the source's name for problems outside a file (`--set`)."""
+        return f"{self.path}:{self.line}:{self.col}" if self.line > 0 else self.path
+
     def render(self) -> str:
-        where = f"{self.path}:{self.line}:{self.col}"
+        where = self.where
         text = f"{where}: {self.loc}: {self.message}" if self.loc else f"{where}: {self.message}"
         return f"{text} ({self.hint})" if self.hint else text
 
