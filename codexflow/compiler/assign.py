@@ -28,47 +28,85 @@ def assign_agents(spec: Spec) -> dict[str, Assignment]:
     tasks = [name for name, task in spec.tasks.items() if task.agent == AUTO]
     if not tasks:
         return {}
+    fixed = Counter(task.agent for task in spec.tasks.values() if task.agent not in (AUTO, SWARM))
+    eligible = {
+        name: [
+            agent
+            for agent, declared in spec.agents.items()
+            if set(spec.tasks[name].requires) <= set(declared.capabilities)
+        ]
+        for name in tasks
+    }
+    uncovered = [name for name in tasks if not eligible[name]]
+    if uncovered:
+        raise SpecError(
+            [
+                Issue(
+                    spec.name, 0, 0, f"tasks.{name}.requires", "no agent covers every requirement"
+                )
+                for name in uncovered
+            ]
+        )
+    chosen: dict[str, str] = {}
+    # Tasks that share no eligible agent cannot compete: solving each group alone is exact,
+    # and much faster than one large matrix (the solver is cubic in the matrix size).
+    for group in _independent_groups(tasks, eligible):
+        chosen.update(_solve(spec, group, eligible, fixed))
+    load = Counter(chosen.values())
+    return {
+        name: Assignment(
+            task=name,
+            agent=chosen[name],
+            covered=tuple(spec.tasks[name].requires),
+            load=load[chosen[name]] + fixed[chosen[name]],
+        )
+        for name in tasks
+    }
+
+
+def _independent_groups(tasks: list[str], eligible: dict[str, list[str]]) -> list[list[str]]:
+    """Connected components of the task–agent eligibility graph (union-find over agents)."""
+    parent: dict[str, str] = {}
+
+    def root(agent: str) -> str:
+        while parent.setdefault(agent, agent) != agent:
+            parent[agent] = parent[parent[agent]]
+            agent = parent[agent]
+        return agent
+
+    for name in tasks:
+        first = root(eligible[name][0])
+        for agent in eligible[name][1:]:
+            parent[root(agent)] = first
+    groups: dict[str, list[str]] = {}
+    for name in tasks:
+        groups.setdefault(root(eligible[name][0]), []).append(name)
+    return list(groups.values())
+
+
+def _solve(
+    spec: Spec, tasks: list[str], eligible: dict[str, list[str]], fixed: Counter[str]
+) -> dict[str, str]:
     import numpy as np
     from scipy.optimize import linear_sum_assignment
 
-    agents = list(spec.agents)
-    fixed = Counter(task.agent for task in spec.tasks.values() if task.agent not in (AUTO, SWARM))
-    # One column per (agent, slot): slot k is the agent's k-th auto task.
-    columns = [(agent, slot) for agent in agents for slot in range(len(tasks))]
-    cost = np.full((len(tasks), len(columns)), INFEASIBLE)
-    for row, name in enumerate(tasks):
-        needed = set(spec.tasks[name].requires)
-        for column, (agent, slot) in enumerate(columns):
-            capabilities = set(spec.agents[agent].capabilities)
-            if not needed <= capabilities:
-                continue
-            level = (fixed[agent] + slot) // spec.agents[agent].replicas
-            cost[row, column] = LOAD_COST * level + FIT_COST * len(capabilities - needed)
-    rows, chosen = linear_sum_assignment(cost)
-    result: dict[str, Assignment] = {}
-    problems = []
-    load: Counter[str] = Counter()
-    for row, column in zip(rows, chosen, strict=True):
-        name = tasks[row]
-        agent = columns[column][0]
-        if cost[row, column] >= INFEASIBLE:
-            problems.append(Issue(spec.name, 1, 1, f"tasks.{name}.requires", "no agent covers every requirement"))
-            continue
-        load[agent] += 1
-        needed = spec.tasks[name].requires
-        result[name] = Assignment(
-            task=name,
-            agent=agent,
-            covered=tuple(needed),
-            missing=(),
-            load=0,
+    needed = [set(spec.tasks[name].requires) for name in tasks]
+    agents = list(dict.fromkeys(agent for name in tasks for agent in eligible[name]))
+    blocks, owners = [], []
+    for agent in agents:
+        declared = spec.agents[agent]
+        capabilities = set(declared.capabilities)
+        mask = np.array([agent in eligible[name] for name in tasks])
+        slots = int(mask.sum())  # an agent never takes more tasks than it is eligible for
+        fit = np.array([FIT_COST * len(capabilities - need) for need in needed])
+        levels = (fixed[agent] + np.arange(slots)) // declared.replicas
+        blocks.append(
+            np.where(mask[:, None], fit[:, None] + LOAD_COST * levels[None, :], INFEASIBLE)
         )
-    if problems:
-        raise SpecError(problems)
-    return {
-        name: Assignment(a.task, a.agent, a.covered, a.missing, load[a.agent] + fixed[a.agent])
-        for name, a in result.items()
-    }
+        owners.extend([agent] * slots)
+    cost = np.hstack(blocks)
+    rows, columns = linear_sum_assignment(cost)
+    return {tasks[row]: owners[column] for row, column in zip(rows, columns, strict=True)}
 
 
 def explain(assignment: Assignment, spec: Spec) -> str:
@@ -80,4 +118,6 @@ def explain(assignment: Assignment, spec: Spec) -> str:
     ]
     replicas = spec.agents[assignment.agent].replicas
     text = f"auto: has {', '.join(assignment.covered)}; {assignment.load} task(s) for {replicas} replica(s)"
-    return text + (f"; also eligible: {', '.join(others)}" if others else "; the only eligible agent")
+    return text + (
+        f"; also eligible: {', '.join(others)}" if others else "; the only eligible agent"
+    )

@@ -29,7 +29,9 @@ def compile_spec(spec: Spec, inputs: dict[str, Any] | None = None) -> Plan:
 
 
 # -- pass 1: steps --------------------------------------------------------------------------
-def build_steps(spec: Spec, assignments: dict[str, Assignment]) -> tuple[dict[str, Draft], dict[str, str]]:
+def build_steps(
+    spec: Spec, assignments: dict[str, Assignment]
+) -> tuple[dict[str, Draft], dict[str, str]]:
     """Every task's steps (topologies expanded, approval gates added); task -> its result step."""
     drafts: dict[str, Draft] = {}
     results: dict[str, str] = {}
@@ -41,7 +43,9 @@ def build_steps(spec: Spec, assignments: dict[str, Assignment]) -> tuple[dict[st
             for draft in steps:
                 draft.reason = explain(assignments[name], spec)
         if task.approval:
-            gate = Draft(f"{name}.approval", name, "approval", None, upstream=True, reason="approval: true")
+            gate = Draft(
+                f"{name}.approval", name, "approval", None, upstream=True, reason="approval: true"
+            )
             for draft in steps:
                 if draft.upstream:
                     draft.upstream = False
@@ -72,7 +76,10 @@ def build_graph(spec: Spec, drafts: dict[str, Draft], results: dict[str, str]) -
     for draft in drafts.values():
         gate = f"{draft.task}.approval"
         if gate in draft.after:
-            draft.context = [*(results[dep] for dep in spec.tasks[draft.task].depends_on), *draft.context]
+            draft.context = [
+                *(results[dep] for dep in spec.tasks[draft.task].depends_on),
+                *draft.context,
+            ]
     return graph
 
 
@@ -99,11 +106,16 @@ def parallel_groups(graph: Any) -> list[list[str]]:
     import networkx as nx
 
     position = {node: index for index, node in enumerate(graph.nodes)}
-    return [sorted(generation, key=position.__getitem__) for generation in nx.topological_generations(graph)]
+    return [
+        sorted(generation, key=position.__getitem__)
+        for generation in nx.topological_generations(graph)
+    ]
 
 
 # -- pass 4: content hashes -------------------------------------------------------------------
-def content_hashes(spec: Spec, graph: Any, order: list[str], drafts: dict[str, Draft]) -> dict[str, str]:
+def content_hashes(
+    spec: Spec, graph: Any, order: list[str], drafts: dict[str, Draft]
+) -> dict[str, str]:
     """Each step's hash covers what decides its answer and the hashes of the steps before it.
 
     A change anywhere therefore changes exactly that step's hash and its descendants' hashes.
@@ -115,7 +127,9 @@ def content_hashes(spec: Spec, graph: Any, order: list[str], drafts: dict[str, D
             "step": _definition(spec, drafts[step_id]),
             "upstream": sorted(hashes[before] for before in graph.predecessors(step_id)),
         }
-        encoded = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+        encoded = json.dumps(
+            material, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+        )
         hashes[step_id] = hashlib.sha256(encoded.encode("utf-8")).hexdigest()
     return hashes
 
@@ -134,13 +148,18 @@ def _definition(spec: Spec, draft: Draft) -> dict[str, Any]:
     if draft.agent is None:
         return base
     agent = spec.agents[draft.agent]
-    tools = {name: spec.tools[name].model_dump(mode="json") if name in spec.tools else "builtin" for name in agent.tools}
+    tools = {
+        name: spec.tools[name].model_dump(mode="json") if name in spec.tools else "builtin"
+        for name in agent.tools
+    }
     return {
         **base,
         "agent": draft.agent,
         "model": agent.model or spec.defaults.model,
         "fallbacks": agent.fallbacks,
-        "temperature": agent.temperature if agent.temperature is not None else spec.defaults.temperature,
+        "temperature": agent.temperature
+        if agent.temperature is not None
+        else spec.defaults.temperature,
         "max_tokens": spec.defaults.max_tokens,
         "system": [agent.role, agent.goal, agent.instructions],
         "tools": tools,
@@ -161,7 +180,9 @@ def freeze(
     results: dict[str, str],
 ) -> Plan:
     group_of = {step_id: index for index, group in enumerate(groups) for step_id in group}
-    steps = tuple(_step(spec, graph, drafts[step_id], hashes[step_id], group_of[step_id]) for step_id in order)
+    steps = tuple(
+        _step(spec, graph, drafts[step_id], hashes[step_id], group_of[step_id]) for step_id in order
+    )
     position = {step_id: index for index, step_id in enumerate(order)}
     edges = tuple(sorted(graph.edges, key=lambda edge: (position[edge[1]], position[edge[0]])))
     return Plan(
@@ -193,7 +214,9 @@ def _step(spec: Spec, graph: Any, draft: Draft, content_hash: str, group: int) -
         tools=tuple(agent.tools) if agent else (),
         output_schema=draft.output_schema,
         for_each=draft.for_each,
-        temperature=(agent.temperature if agent and agent.temperature is not None else defaults.temperature),
+        temperature=(
+            agent.temperature if agent and agent.temperature is not None else defaults.temperature
+        ),
         max_tokens=defaults.max_tokens,
         max_turns=(agent.max_turns if agent and agent.max_turns else defaults.max_turns),
         retries=task.retries if task.retries is not None else defaults.retries,
@@ -205,4 +228,3 @@ def _step(spec: Spec, graph: Any, draft: Draft, content_hash: str, group: int) -
         reason=draft.reason,
         hash=content_hash,
     )
-

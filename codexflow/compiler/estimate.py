@@ -50,15 +50,25 @@ class Estimate:
 
     @property
     def calls(self) -> Range:
-        return Range(sum(m.calls.low for m in self.models.values()), sum(m.calls.high for m in self.models.values()))
+        return Range(
+            sum(m.calls.low for m in self.models.values()),
+            sum(m.calls.high for m in self.models.values()),
+        )
 
     @property
     def usd(self) -> Range:
-        return Range(sum(m.usd.low for m in self.models.values()), sum(m.usd.high for m in self.models.values()))
+        return Range(
+            sum(m.usd.low for m in self.models.values()),
+            sum(m.usd.high for m in self.models.values()),
+        )
 
 
 def _step_range(step: Step, prices: tuple[float, float] | None) -> tuple[Range, Range]:
-    base = SYSTEM_TOKENS + len(step.prompt + step.instruction) // CHARS_PER_TOKEN + CONTEXT_TOKENS * len(step.context)
+    base = (
+        SYSTEM_TOKENS
+        + len(step.prompt + step.instruction) // CHARS_PER_TOKEN
+        + CONTEXT_TOKENS * len(step.context)
+    )
     turns = step.max_turns + (1 if step.output_schema else 0)
     calls = Range(1, turns)
     completion_high = step.max_tokens or HIGH_COMPLETION
@@ -67,7 +77,9 @@ def _step_range(step: Step, prices: tuple[float, float] | None) -> tuple[Range, 
     inp, out = prices
     low = base * inp + LOW_COMPLETION * out
     # Each turn resends the conversation so far: prompts grow by a tool result per turn.
-    high = sum((base + turn * TOOL_RESULT_TOKENS) * inp + completion_high * out for turn in range(turns))
+    high = sum(
+        (base + turn * TOOL_RESULT_TOKENS) * inp + completion_high * out for turn in range(turns)
+    )
     return calls, Range(low, high)
 
 

@@ -41,7 +41,7 @@ def _convert(kind: str, text: str) -> Any:
     except json.JSONDecodeError:
         raise ValueError(f"expected {kind} (JSON), got {text!r}") from None
     expected = _PYTHON_TYPES[kind]
-    if isinstance(value, bool) and bool not in expected or not isinstance(value, expected):
+    if (isinstance(value, bool) and bool not in expected) or not isinstance(value, expected):
         raise ValueError(f"expected {kind}, got {text!r}")
     return value
 
@@ -55,7 +55,9 @@ def resolve_inputs(spec: Spec, overrides: dict[str, Any] | None = None) -> dict[
         if name not in spec.inputs:
             from codexflow.spec.diagnostics import choices_hint
 
-            hint = choices_hint(name, set(spec.inputs), "inputs") or "the spec declares no such input"
+            hint = (
+                choices_hint(name, set(spec.inputs), "inputs") or "the spec declares no such input"
+            )
             problems.append(Issue("--set", 0, 0, name, f"unknown input `{name}`", hint))
     for name, declared in spec.inputs.items():
         if name in overrides:
@@ -68,7 +70,16 @@ def resolve_inputs(spec: Spec, overrides: dict[str, Any] | None = None) -> dict[
         elif declared.default is not None:
             value = declared.default
         else:
-            problems.append(Issue("--set", 0, 0, name, f"the input `{name}` has no default", f"pass --set {name}=..."))
+            problems.append(
+                Issue(
+                    "--set",
+                    0,
+                    0,
+                    name,
+                    f"the input `{name}` has no default",
+                    f"pass --set {name}=...",
+                )
+            )
             continue
         if declared.enum is not None and value not in declared.enum:
             problems.append(Issue("--set", 0, 0, name, f"{value!r} is not one of {declared.enum}"))

@@ -51,8 +51,7 @@ class Assignment:
 
     task: str
     agent: str
-    covered: tuple[str, ...]
-    missing: tuple[str, ...]
+    covered: tuple[str, ...]  # the required capabilities (all of them: coverage is a must)
     load: int  # how many auto tasks this agent received
 
 

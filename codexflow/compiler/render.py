@@ -42,14 +42,18 @@ def estimate_lines(estimate: Estimate) -> list[str]:
         lines.append(text)
     total = estimate.calls
     usd = estimate.usd
-    line = f"total: {_span(total.low, total.high)} LLM calls, {_span(usd.low, usd.high, money=True)}"
+    line = (
+        f"total: {_span(total.low, total.high)} LLM calls, {_span(usd.low, usd.high, money=True)}"
+    )
     if estimate.dynamic_steps:
         line += f", plus the items of {', '.join(estimate.dynamic_steps)} (known at run time)"
     lines.append(line)
     return lines
 
 
-def render_text(plan: Plan, estimate: Estimate | None = None, cached: dict[str, bool] | None = None) -> Any:
+def render_text(
+    plan: Plan, estimate: Estimate | None = None, cached: dict[str, bool] | None = None
+) -> Any:
     """A rich renderable: header, one row per step in order, assignments and the estimate."""
     from rich.console import Group
     from rich.table import Table
@@ -84,7 +88,9 @@ def render_text(plan: Plan, estimate: Estimate | None = None, cached: dict[str, 
             row.append("yes" if cached.get(step.id) else "")
         table.add_row(*row)
     parts: list[Any] = [header, table]
-    notes = [f"  {step.id}: {step.reason}" for step in plan.steps if step.reason.startswith("auto:")]
+    notes = [
+        f"  {step.id}: {step.reason}" for step in plan.steps if step.reason.startswith("auto:")
+    ]
     if notes:
         parts.append(Text("agent: auto", style="bold"))
         parts.extend(Text(note) for note in notes)
@@ -129,7 +135,11 @@ def render_mermaid(plan: Plan) -> str:
 
 def render_dot(plan: Plan) -> str:
     ids = _node_ids(plan)
-    lines = [f'digraph "{plan.name}" {{', "  rankdir=TB;", '  node [shape=box, fontname="Helvetica"];']
+    lines = [
+        f'digraph "{plan.name}" {{',
+        "  rankdir=TB;",
+        '  node [shape=box, fontname="Helvetica"];',
+    ]
     for index, (task, steps) in enumerate(_by_task(plan).items()):
         nested = len(steps) > 1
         indent = "    " if nested else "  "
@@ -157,7 +167,9 @@ def _by_task(plan: Plan) -> dict[str, list[Step]]:
     return grouped
 
 
-def plan_to_dict(plan: Plan, estimate: Estimate | None = None, cached: dict[str, bool] | None = None) -> dict[str, Any]:
+def plan_to_dict(
+    plan: Plan, estimate: Estimate | None = None, cached: dict[str, bool] | None = None
+) -> dict[str, Any]:
     """The machine form of the plan (what `codexflow plan --format json` prints)."""
     data = dataclasses.asdict(plan)
     for step in data["steps"]:
@@ -166,7 +178,9 @@ def plan_to_dict(plan: Plan, estimate: Estimate | None = None, cached: dict[str,
             step["cached"] = bool(cached.get(step["id"]))
     if estimate is not None:
         data["estimate"] = {
-            "models": {name: dataclasses.asdict(model) for name, model in sorted(estimate.models.items())},
+            "models": {
+                name: dataclasses.asdict(model) for name, model in sorted(estimate.models.items())
+            },
             "dynamic_steps": estimate.dynamic_steps,
             "calls": dataclasses.asdict(estimate.calls),
             "usd": dataclasses.asdict(estimate.usd),
@@ -174,5 +188,10 @@ def plan_to_dict(plan: Plan, estimate: Estimate | None = None, cached: dict[str,
     return data
 
 
-def render_json(plan: Plan, estimate: Estimate | None = None, cached: dict[str, bool] | None = None) -> str:
-    return json.dumps(plan_to_dict(plan, estimate, cached), indent=2, ensure_ascii=False, default=list) + "\n"
+def render_json(
+    plan: Plan, estimate: Estimate | None = None, cached: dict[str, bool] | None = None
+) -> str:
+    return (
+        json.dumps(plan_to_dict(plan, estimate, cached), indent=2, ensure_ascii=False, default=list)
+        + "\n"
+    )

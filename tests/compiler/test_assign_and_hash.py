@@ -44,7 +44,12 @@ tasks:
     result = assign_agents(spec)
     # Three run at once (big's two replicas and small); the fourth queues at load level 1,
     # where big and small tie: the tie goes to the first-declared agent.
-    assert {name: a.agent for name, a in result.items()} == {"a": "big", "b": "big", "c": "small", "d": "big"}
+    assert {name: a.agent for name, a in result.items()} == {
+        "a": "big",
+        "b": "big",
+        "c": "small",
+        "d": "big",
+    }
     assert (result["a"].load, result["c"].load) == (3, 1)
     assert assign_agents(spec) == result  # deterministic
 
@@ -77,7 +82,9 @@ def _edited(repo_root, task: str, new_prompt: str):
 
 def test_editing_one_prompt_changes_that_step_and_its_descendants_only(repo_root) -> None:
     before = compile_spec(load_spec("specs/refactor.yaml"))
-    after = compile_spec(_edited(repo_root, "test", "Run the tests and report. {{ tasks.refactor.output }}"))
+    after = compile_spec(
+        _edited(repo_root, "test", "Run the tests and report. {{ tasks.refactor.output }}")
+    )
     graph = nx.DiGraph(before.edges)
     affected = {"test", *nx.descendants(graph, "test")}
     changed = {step.id for step in before.steps if step.hash != after.step(step.id).hash}

@@ -77,5 +77,7 @@ def test_plan_imports_no_orchestrator_or_llm_client() -> None:
         "assert main(['plan', 'specs/refactor.yaml']) == 0\n"
         "print([m for m in ('prefect', 'litellm', 'chromadb') if m in sys.modules])\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip().splitlines()[-1] == "[]"
