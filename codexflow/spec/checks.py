@@ -72,6 +72,8 @@ class Checker:
         declared = set(self.tools)
         mcp = {name for name, tool in self.tools.items() if _mapping(tool).get("kind") == "mcp"}
         known = set(BUILTIN_TOOLS) | declared
+        if any(_mapping(tool).get("kind") == "web" for tool in self.tools.values()):
+            known.add("web_fetch")  # the built-in fetcher exists once the spec allows some hosts
         for name, agent in self.agents.items():
             if name in (SWARM, AUTO):
                 self.report(
