@@ -93,11 +93,10 @@ class Checker:
                         f"`{prefix}` is not an MCP tool, so `{tool}` does not exist",
                     )
                     continue
-                self.report(
-                    ("agents", name, "tools", index),
-                    f"unknown tool `{tool}`",
-                    choices_hint(tool, known, "tools") or "declare it under `tools:`",
-                )
+                hint = choices_hint(tool, known, "tools") or "declare it under `tools:`"
+                if tool == "web_fetch":
+                    hint = "the web is off: declare a `kind: web` tool with `allow_hosts`"
+                self.report(("agents", name, "tools", index), f"unknown tool `{tool}`", hint)
             if len(set(tools)) != len(tools):
                 self.report(("agents", name, "tools"), "a tool is listed twice")
 
