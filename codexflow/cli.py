@@ -169,6 +169,34 @@ def plan(
         _out().print(render_text(compiled, estimate))
 
 
+@app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Report what protects file and shell tools on this machine (sandbox, path confinement,
+    process limits). Exit 1 when shell tools would refuse to run here.
+    """
+    from codexflow.tools import describe_protection
+
+    report = describe_protection()
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        console = _out()
+        bwrap = report["bwrap"]
+        mark = "[green]ok[/green]" if bwrap["working"] else "[red]missing[/red]"
+        console.print(f"{mark}  sandbox: {bwrap['version'] or 'bubblewrap not found'}: {bwrap['effect']}")
+        if not bwrap["working"]:
+            console.print("     install it: `apt-get install bubblewrap` (Debian/Ubuntu)")
+        console.print(f"[green]ok[/green]  paths: {report['path_resolution']} (no escape from the workspace)")
+        limit = report["process_limit"]
+        limit_mark = "[yellow]weak[/yellow]" if limit.startswith("none") else "[green]ok[/green]"
+        console.print(f"{limit_mark}  processes: {limit}; prlimit {'yes' if report['prlimit'] else 'no'}")
+        landlock = report["landlock_abi"]
+        console.print(f"info landlock: {'ABI ' + str(landlock) if landlock else 'not available'} (detected, not used)")
+    raise typer.Exit(EXIT_OK if report["bwrap"]["working"] else EXIT_RUN_FAILED)
+
+
 def _spec_name(path: Path) -> str:
     import re
 

@@ -77,3 +77,14 @@ def test_console_script_exit_code(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "missing required key `agents`" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_doctor_reports_the_protection_here(capsys: pytest.CaptureFixture[str]) -> None:
+    from codexflow.tools import describe_protection
+
+    expected = 0 if describe_protection()["bwrap"]["working"] else 1
+    assert main(["doctor", "--json"]) == expected
+    report = json.loads(capsys.readouterr().out)
+    assert {"bwrap", "openat2", "path_resolution", "process_limit"} <= set(report)
+    assert main(["doctor"]) == expected
+    assert "sandbox:" in capsys.readouterr().out
