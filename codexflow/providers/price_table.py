@@ -32,5 +32,7 @@ def model_prices(model: str) -> tuple[float, float] | None:
     for name in candidates:
         entry = table.get(name)
         if entry and "input_cost_per_token" in entry:
-            return float(entry["input_cost_per_token"]), float(entry.get("output_cost_per_token", 0.0))
+            return float(entry["input_cost_per_token"]), float(
+                entry.get("output_cost_per_token", 0.0)
+            )
     return None

@@ -1,0 +1,275 @@
+"""Provider.complete: one model call with retries, Retry-After, circuit breakers, fallbacks,
+budget checks, cost accounting and record/replay — the single retry layer of codexflow."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ProviderError
+from ._litellm import REPLAY, SCRIPTED, litellm
+from .breaker import Breakers
+from .cassette import Cassette, Exchange, request_key
+from .ledger import Ledger
+from .offline import register_source, source_url
+from .pricing import cost_of, estimate_prompt
+from .retry import backoff, classify, retry_after, status_of
+from .scripted import Script
+from .types import ChatRequest, ChatResponse, Mode, ModelRoute, ToolCall, Usage
+
+# response_format types of the OpenAI protocol; no JSON Schema uses these as its "type".
+_OPENAI_FORMATS = frozenset({"json_schema", "json_object", "text"})
+
+
+@dataclass
+class _Outcome:
+    """What happened on one model of the route, for the final error message."""
+
+    model: str
+    attempts: int = 0
+    error: str = ""
+
+
+class Provider:
+    """Reaches models for one run. Thread-safe: agents of a run may call it concurrently."""
+
+    def __init__(
+        self,
+        *,
+        ledger: Ledger | None = None,
+        cassette: Cassette | None = None,
+        mode: Mode = "live",
+        breakers: Breakers | None = None,
+        script: Script | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        if mode in ("record", "replay") and cassette is None:
+            raise ValueError(f"mode {mode!r} needs a cassette")
+        self.ledger = ledger if ledger is not None else Ledger()
+        self.cassette = cassette
+        self.mode = mode
+        self.breakers = breakers if breakers is not None else Breakers()
+        self.script = script
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        # Ids under which the offline handlers find this provider's script and cassette.
+        self._script_id = register_source(script) if script is not None else None
+        self._cassette_id = (
+            register_source(cassette) if cassette is not None and mode == "replay" else None
+        )
+
+    def complete(self, route: ModelRoute, request: ChatRequest, *, step: str) -> ChatResponse:
+        """Ask the route's models in order until one answers; charge the ledger; record if asked."""
+        models = self._models_to_try(route, request, step)
+        outcomes: list[_Outcome] = []
+        sent = 0
+        for model in models:
+            if self.ledger.limited:
+                tokens, usd = estimate_prompt(model, request.messages, request.tools)
+                self.ledger.check_before_call(step, next_tokens=tokens, next_usd=usd)
+            outcome = _Outcome(model)
+            outcomes.append(outcome)
+            raw = self._try_model(route, request, step, model, outcome)
+            sent += outcome.attempts
+            if raw is not None:
+                return self._finish(route, request, step, model, raw, attempts=sent)
+        details = "; ".join(f"{o.model}: {o.error}" for o in outcomes)
+        raise ProviderError(f"step '{step}': no model answered ({details})")
+
+    def _models_to_try(self, route: ModelRoute, request: ChatRequest, step: str) -> tuple[str, ...]:
+        if self.mode != "replay":
+            return route.models
+        assert self.cassette is not None
+        recorded = tuple(m for m in route.models if self.cassette.has(self._key(route, request, m)))
+        if not recorded:
+            raise ProviderError(
+                f"no recorded exchange for step '{step}' (model {route.model}); the prompt or "
+                f"parameters changed since {self.cassette.path} was recorded — re-record with --record"
+            )
+        return recorded
+
+    def _try_model(
+        self, route: ModelRoute, request: ChatRequest, step: str, model: str, outcome: _Outcome
+    ) -> Any | None:
+        """The raw litellm response, or None once this model is exhausted, skipped or refused."""
+        if self._needs_key(route, model) and not os.environ.get(route.api_key_env or ""):
+            outcome.error = f"its API key variable {route.api_key_env} is not set"
+            return None
+        breaker = self.breakers.get(model)
+        for attempt in range(route.retries + 1):
+            if not breaker.allow():
+                outcome.error += f"{'; ' if outcome.error else ''}circuit open, {breaker.remaining_cooldown():.1f}s of cooldown left"
+                return None
+            outcome.attempts += 1
+            try:
+                response = self._call(route, request, step, model)
+            except Exception as exc:
+                verdict = classify(exc)
+                outcome.error = f"{outcome.attempts} attempt(s), last: {_describe(exc)}"
+                if verdict != "transient":
+                    breaker.record_success()  # it answered: the provider is up, the request is not
+                    if verdict == "fatal":
+                        raise ProviderError(
+                            f"step '{step}': {model} refused the request: {_describe(exc)}"
+                        ) from exc
+                    return None
+                breaker.record_failure()
+                if attempt < route.retries:
+                    wait = retry_after(exc)
+                    self._sleep(
+                        wait if wait is not None else backoff(attempt, route.retry_delay, self._rng)
+                    )
+                continue
+            breaker.record_success()
+            return response
+        return None
+
+    def _call(self, route: ModelRoute, request: ChatRequest, step: str, model: str) -> Any:
+        kwargs: dict[str, Any] = {
+            "messages": list(request.messages),
+            "timeout": route.timeout,
+            # Ours is the only retry layer: litellm's retries (and the OpenAI SDK's 2 default
+            # ones) would multiply with it.
+            "num_retries": 0,
+            "max_retries": 0,
+        }
+        if request.tools:
+            kwargs["tools"] = list(request.tools)
+        if request.response_format is not None:
+            kwargs["response_format"] = _response_format(request.response_format)
+        if route.temperature is not None:
+            kwargs["temperature"] = route.temperature
+        if route.max_tokens is not None:
+            kwargs["max_tokens"] = route.max_tokens
+        if self.mode == "replay":
+            key = self._key(route, request, model)
+            kwargs.update(
+                model=f"{REPLAY}/{model}", api_base=source_url(self._cassette_id or "", step, key)
+            )
+        elif model.startswith(f"{SCRIPTED}/"):
+            kwargs.update(model=model, api_base=source_url(self._script_id or "", step))
+        else:
+            kwargs["model"] = model
+            if route.api_base:
+                kwargs["api_base"] = route.api_base
+            if route.api_key_env:
+                kwargs["api_key"] = os.environ[route.api_key_env]
+        return litellm().completion(**kwargs)
+
+    def _finish(
+        self,
+        route: ModelRoute,
+        request: ChatRequest,
+        step: str,
+        model: str,
+        raw: Any,
+        *,
+        attempts: int,
+    ) -> ChatResponse:
+        message = raw.choices[0].message
+        calls = [
+            ToolCall(
+                id=str(c.id), name=str(c.function.name), arguments=str(c.function.arguments or "")
+            )
+            for c in (getattr(message, "tool_calls", None) or [])
+        ]
+        raw_usage = getattr(raw, "usage", None)
+        usage = Usage(
+            prompt_tokens=int(getattr(raw_usage, "prompt_tokens", 0) or 0),
+            completion_tokens=int(getattr(raw_usage, "completion_tokens", 0) or 0),
+        )
+        cost, known = cost_of(model, usage)
+        self.ledger.charge(step, model, usage, cost, cost_known=known)
+        response = ChatResponse(
+            content=message.content,
+            tool_calls=calls,
+            model=model,
+            usage=usage,
+            cost_usd=cost,
+            cost_known=known,
+            attempts=attempts,
+        )
+        if self.mode == "record":
+            assert self.cassette is not None
+            self._record(
+                route,
+                request,
+                step,
+                model,
+                response,
+                vendor_model=str(getattr(raw, "model", "") or ""),
+            )
+        return response
+
+    def _record(
+        self,
+        route: ModelRoute,
+        request: ChatRequest,
+        step: str,
+        model: str,
+        response: ChatResponse,
+        *,
+        vendor_model: str,
+    ) -> None:
+        assert self.cassette is not None
+        secrets = (
+            [os.environ[route.api_key_env]]
+            if route.api_key_env and os.environ.get(route.api_key_env)
+            else []
+        )
+        exchange_request: dict[str, Any] = {
+            "model": model,
+            "messages": [dict(m) for m in request.messages],
+        }
+        if route.temperature is not None:
+            exchange_request["temperature"] = route.temperature
+        if request.tools:
+            exchange_request["tools"] = list(request.tools)
+        if request.response_format is not None:
+            exchange_request["response_format"] = request.response_format
+        exchange_response: dict[str, Any] = {
+            "model": vendor_model or model,
+            "content": response.content,
+            "tool_calls": [
+                {"id": c.id, "name": c.name, "arguments": c.arguments} for c in response.tool_calls
+            ],
+            "usage": {
+                "prompt_tokens": response.usage.prompt_tokens,
+                "completion_tokens": response.usage.completion_tokens,
+            },
+        }
+        key = self._key(route, request, model)
+        self.cassette.record(
+            Exchange(key, step, exchange_request, exchange_response), secrets=secrets
+        )
+
+    def _needs_key(self, route: ModelRoute, model: str) -> bool:
+        """Only live calls to real providers use the route's key variable."""
+        offline = self.mode == "replay" or model.startswith(f"{SCRIPTED}/")
+        return route.api_key_env is not None and not offline
+
+    @staticmethod
+    def _key(route: ModelRoute, request: ChatRequest, model: str) -> str:
+        return request_key(
+            model, request.messages, request.tools, request.response_format, route.temperature
+        )
+
+
+def _response_format(schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's response_format for a JSON Schema; an OpenAI-shaped value passes unchanged."""
+    if schema.get("type") in _OPENAI_FORMATS:
+        return schema
+    title = str(schema.get("title") or "output")
+    name = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in title)[:64]
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
+
+
+def _describe(exc: BaseException) -> str:
+    status = status_of(exc)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"{status} {text}" if status else text
