@@ -23,5 +23,15 @@ test: install
 schema: install
 	$(BIN)/python -m codexflow.spec.schema
 
+# The main job, offline: check every spec, show the refactor plan, then run it on a fresh copy
+# of examples/calculator with scripted model replies (real tools, real sandbox, a real commit).
+DEMO := .codexflow/demo
 demo: install
 	$(BIN)/codexflow validate specs/*.yaml
+	$(BIN)/codexflow plan specs/refactor.yaml
+	rm -rf $(DEMO) && mkdir -p $(DEMO) && cp -r examples/calculator $(DEMO)/calculator
+	cd $(DEMO)/calculator && git init -q && git add -A && \
+	  git -c user.name=demo -c user.email=demo@codexflow.invalid commit -qm "calculator before the refactor"
+	$(BIN)/codexflow apply specs/refactor.yaml --workspace $(DEMO)/calculator --state-dir $(DEMO)/state \
+	  --model scripted/demo --script specs/scripted/refactor.yaml --approve review
+	cd $(DEMO)/calculator && git --no-pager log --stat -1

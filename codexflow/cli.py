@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-from enum import Enum
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from codexflow.errors import CodexflowError, Issue, SpecError
+from codexflow.errors import BudgetExceeded, CodexflowError, Issue, SpecError
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -127,7 +128,7 @@ def init(
     _out().print(f"wrote {path} (check it with `codexflow validate {path}`)")
 
 
-class PlanFormat(str, Enum):
+class PlanFormat(StrEnum):
     text = "text"
     mermaid = "mermaid"
     dot = "dot"
@@ -167,6 +168,95 @@ def plan(
         sys.stdout.write(render_dot(compiled))
     else:
         _out().print(render_text(compiled, estimate))
+
+
+@app.command()
+def apply(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="The spec file.", show_default=False)],
+    set_: SetOption = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Run every agent on this litellm model.")] = None,
+    replay: Annotated[
+        Path | None, typer.Option("--replay", help="Answer every model call from this cassette (offline, no key).")
+    ] = None,
+    record: Annotated[
+        Path | None, typer.Option("--record", help="Record every model call into this cassette (secrets removed).")
+    ] = None,
+    script: Annotated[
+        Path | None, typer.Option("--script", help="Answer `scripted/...` models from this script file.")
+    ] = None,
+    approve: Annotated[
+        list[str] | None,
+        typer.Option("--approve", "-a", help="Approve a task's gate or a tool ahead of time (repeatable)."),
+    ] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Ignore cached results: pay for every call again.")] = False,
+    workspace: Annotated[
+        Path | None, typer.Option("--workspace", "-w", help="Confine tools to this directory instead of the spec's.")
+    ] = None,
+    state_dir: Annotated[
+        Path, typer.Option("--state-dir", help="Where the cache, run records and Prefect's data live.")
+    ] = Path(".codexflow"),
+    no_prefect: Annotated[
+        bool, typer.Option("--no-prefect", help="Run without Prefect (no flow run history); same cache and records.")
+    ] = False,
+    allow_unsafe_shell: Annotated[
+        bool, typer.Option("--allow-unsafe-shell", help="Run shell tools even where the sandbox is missing.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
+) -> None:
+    """Run a spec: every step as a Prefect task run, with live progress and a summary table.
+
+    A re-run reuses every result already paid for: only steps that did not finish, or whose
+    definition or inputs changed, call a model again. Exit 0 when every step succeeded, 1 when a
+    step failed, a gate was denied or the run was stopped, 2 when the spec or inputs are invalid.
+    """
+    from codexflow.api import ApplyOptions, parse_approvals
+    from codexflow.api import apply as apply_spec
+    from codexflow.compiler.inputs import parse_assignments
+    from codexflow.runtime import ConsoleObserver, render_summary
+
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    options = ApplyOptions(
+        inputs=parse_assignments(set_ or []),
+        model=model,
+        record=record,
+        replay=replay,
+        script=script,
+        workspace=workspace,
+        state_dir=state_dir,
+        fresh=fresh,
+        approve=parse_approvals(approve or []),
+        ask=_ask if interactive else None,
+        ask_budget=_ask_budget if interactive else None,
+        engine="local" if no_prefect else "prefect",
+        allow_unsafe=allow_unsafe_shell,
+        verbose=verbose,
+    )
+    result = apply_spec(spec_path, options, ConsoleObserver(_err()))
+    console = _out()
+    console.print(render_summary(result))
+    if result.reason:
+        console.print(f"[yellow]{_escape(result.reason)}[/yellow]")
+    console.print(f"run record: {result.run_dir}")
+    if result.prefect_flow_run_id:
+        link = f" — {result.ui_url}" if result.ui_url else ""
+        console.print(f"Prefect flow run: {result.prefect_flow_run_id}{link}")
+    raise typer.Exit(result.exit_code)
+
+
+def _ask(question: str) -> bool:
+    from rich.prompt import Confirm
+
+    return Confirm.ask(question, console=_err(), default=False)
+
+
+def _ask_budget(exc: BudgetExceeded) -> float | None:
+    from rich.prompt import FloatPrompt
+
+    console = _err()
+    console.print(f"[yellow]{_escape(exc.message)}[/yellow]")
+    unit = "tokens" if exc.limit_kind == "tokens" else "USD"
+    answer = FloatPrompt.ask(f"New limit in {unit} (0 stops the run)", console=console, default=0.0)
+    return answer if answer > exc.limit else None
 
 
 @app.command()
@@ -223,6 +313,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INVALID
     except CodexflowError as error:
         _err().print(f"[red]error:[/red] {_escape(error.message)}")
+        return EXIT_RUN_FAILED
+    except Exception as exc:  # a bug of ours: say so plainly; --verbose / CODEXFLOW_DEBUG show it all
+        if "-v" in (argv or sys.argv) or "--verbose" in (argv or sys.argv) or os.environ.get("CODEXFLOW_DEBUG"):
+            raise
+        _err().print(
+            f"[red]internal error:[/red] {type(exc).__name__}: {_escape(str(exc))}\n"
+            "run again with --verbose (or CODEXFLOW_DEBUG=1) for the traceback, and report it"
+        )
         return EXIT_RUN_FAILED
     return result if isinstance(result, int) else EXIT_OK
 

@@ -66,4 +66,16 @@ class ToolError(RunError):
 
 
 class BudgetExceeded(RunError):
-    """The next call would spend more than the run's budget allows."""
+    """The next call would spend more than the run's budget allows.
+
+    `limit_kind` says which limit was reached ("usd" or "tokens"), with what was spent and the
+    limit in that unit, so that a person asked to raise the budget sees the right figures.
+    """
+
+    def __init__(
+        self, message: str, *, limit_kind: str = "usd", spent: float = 0.0, limit: float = 0.0
+    ) -> None:
+        super().__init__(message)
+        self.limit_kind = limit_kind
+        self.spent = spent
+        self.limit = limit

@@ -82,15 +82,29 @@ class Ledger:
                     f"{spent.total_tokens:,} tokens",
                     f"{self.max_tokens:,} tokens",
                     f"{next_tokens:,} tokens",
-                )
+                ),
+                limit_kind="tokens",
+                spent=spent.total_tokens,
+                limit=self.max_tokens,
             )
         if self.max_usd is not None and (
             spent.cost_usd + next_usd > self.max_usd + _EPSILON
             or spent.cost_usd >= self.max_usd - _EPSILON
         ):
             raise BudgetExceeded(
-                _message(step, f"${spent.cost_usd:.4f}", f"${self.max_usd:.4f}", f"${next_usd:.4f}")
+                _message(step, f"${spent.cost_usd:.4f}", f"${self.max_usd:.4f}", f"${next_usd:.4f}"),
+                limit_kind="usd",
+                spent=spent.cost_usd,
+                limit=self.max_usd,
             )
+
+    def raise_limit(self, limit_kind: str, new_limit: float) -> None:
+        """A person allowed more: lift the limit that was reached ("usd" or "tokens")."""
+        with self._lock:
+            if limit_kind == "tokens":
+                self.max_tokens = int(new_limit)
+            else:
+                self.max_usd = float(new_limit)
 
     def totals(self) -> Spend:
         with self._lock:

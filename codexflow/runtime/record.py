@@ -1,0 +1,89 @@
+"""The run's record on disk: `<state_dir>/runs/<run-id>/` with steps/*.json, summary.json, report.md."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from codexflow.runtime.store import write_json_atomic
+from codexflow.runtime.types import RunResult, StepRecord
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.\[\]*-]")
+
+
+def new_run_id() -> str:
+    """Sortable by time, unique across processes: 20261124-004613-3f9a1c."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def file_name(unit_id: str) -> str:
+    return _UNSAFE.sub("_", unit_id) + ".json"
+
+
+class RunRecord:
+    """Writes each finished unit as it arrives, and the summary and report at the end."""
+
+    def __init__(self, state_dir: Path, run_id: str) -> None:
+        self.run_id = run_id
+        self.dir = Path(state_dir) / "runs" / run_id
+        (self.dir / "steps").mkdir(parents=True, exist_ok=True)
+
+    def write_step(self, record: StepRecord) -> None:
+        data = record.summary()
+        data["output"] = record.output
+        write_json_atomic(self.dir / "steps" / file_name(record.id), data)
+
+    def write_summary(self, result: RunResult) -> None:
+        write_json_atomic(self.dir / "summary.json", summary(result))
+        (self.dir / "report.md").write_text(report(result), encoding="utf-8")
+
+
+def summary(result: RunResult) -> dict[str, Any]:
+    records = list(result.records.values())
+    return {
+        "plan": result.plan,
+        "run_id": result.run_id,
+        "status": result.status,
+        "reason": result.reason,
+        "duration": round(result.duration, 4),
+        "prefect_flow_run_id": result.prefect_flow_run_id,
+        "ui_url": result.ui_url,
+        "totals": {
+            "steps": len(records),
+            "executed": result.executed,
+            "cached": sum(r.cached for r in records),
+            "prompt_tokens": sum(r.prompt_tokens for r in records),
+            "completion_tokens": sum(r.completion_tokens for r in records),
+            "cost_usd": round(sum(r.cost_usd for r in records), 6),
+        },
+        "steps": [r.summary() for r in records],
+    }
+
+
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def report(result: RunResult) -> str:
+    """Markdown: the same table as the terminal summary, for report.md and the Prefect artifact."""
+    records = list(result.records.values())
+    lines = [
+        f"# {result.plan} — run {result.run_id}",
+        "",
+        f"**Status:** {result.status}" + (f" ({result.reason})" if result.reason else ""),
+        f"  **Duration:** {result.duration:.2f} s",
+        f"  **Executed:** {result.executed}  **Cached:** {sum(r.cached for r in records)}",
+        f"  **Tokens:** {sum(r.tokens for r in records)}",
+        f"  **Cost:** ${sum(r.cost_usd for r in records):.4f}",
+        "",
+        "| step | agent | status | duration (s) | tokens | cost ($) | cached | model | error |",
+        "|---|---|---|---:|---:|---:|---|---|---|",
+    ]
+    for r in records:
+        row = [r.id, r.agent or r.kind, r.status, f"{r.duration:.2f}", r.tokens, f"{r.cost_usd:.4f}",
+               "yes" if r.cached else "", r.model, r.error]  # fmt: skip
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,117 @@
+"""The Prefect engine: a flow named after the plan, a task run per unit, the report artifact.
+
+These tests share one embedded Prefect server (started once per test session, ~10 s)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from runtime_support import FakeExecutor, six_step_plan
+
+from codexflow.errors import BudgetExceeded, ProviderError
+from codexflow.runtime import RunOptions, run_plan
+
+
+async def task_runs(flow_run_id: str, expected: int) -> tuple[Any, list[Any], list[Any]]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterId,
+    )
+
+    async with get_client() as client:
+        # Task-run states reach the API through events: give the server a moment to record them.
+        for _ in range(100):
+            runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+            if len(runs) >= expected and all(
+                r.state is not None and r.state.is_final() for r in runs
+            ):
+                break
+            await asyncio.sleep(0.1)
+        flow_run = await client.read_flow_run(flow_run_id)
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+        return flow_run, runs, artifacts
+
+
+@pytest.mark.slow
+def test_prefect_flow_records_every_unit(tmp_path: Path) -> None:
+    options = RunOptions(state_dir=tmp_path / "state", max_concurrency=4)
+    executor = FakeExecutor(latency=0.05, raise_on={"join": ProviderError("provider down")})
+    result = run_plan(six_step_plan(), executor, options)
+    assert result.status == "failed" and result.prefect_flow_run_id
+    assert result.ui_url is None  # embedded server: no UI to link to
+
+    flow_run, runs, artifacts = asyncio.run(task_runs(result.prefect_flow_run_id, expected=7))
+    assert flow_run.name == result.run_id and flow_run.state.type.value == "FAILED"
+    states = {r.name: r.state.type.value for r in runs}
+    assert states == {
+        "worker: plan": "COMPLETED", "worker: work[0]": "COMPLETED", "worker: work[1]": "COMPLETED",
+        "worker: work[2]": "COMPLETED", "worker: a": "COMPLETED", "worker: b": "COMPLETED",
+        "worker: join": "FAILED",
+    }  # fmt: skip
+    assert [a.key for a in artifacts] == ["codexflow-six"]
+    assert "| join | worker | failed |" in str(artifacts[0].data)
+
+    # The cache is codexflow's own: a second Prefect run pays for the failed part only.
+    executor = FakeExecutor()
+    again = run_plan(six_step_plan(), executor, options)
+    assert again.ok and executor.calls == ["join", "final"]
+
+
+def test_importing_the_runtime_does_not_import_prefect() -> None:
+    code = "import sys, codexflow.runtime; assert 'prefect' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.slow
+def test_budget_pause_resumed_through_prefect(tmp_path: Path) -> None:
+    """Headless with Prefect: the flow run pauses with a typed form; a new limit sent through
+    the API (as the UI would) raises the budget and the run goes on."""
+    from prefect.client.orchestration import get_client
+    from prefect.flow_runs import aresume_flow_run
+
+    limits: list[float] = []
+    flow_runs: list[str] = []
+
+    class Announced:
+        def on_step_start(self, step_id: str, name: str) -> None: ...
+
+        def on_step_end(self, step_id: str, status: str, record: object) -> None: ...
+
+        def on_flow_run(self, flow_run_id: str, ui_url: str | None) -> None:
+            flow_runs.append(flow_run_id)
+
+    async def resume_when_paused() -> None:
+        async with get_client() as client:
+            for _ in range(300):
+                if flow_runs:
+                    run = await client.read_flow_run(flow_runs[0])
+                    if run.state is not None and run.state.is_paused():
+                        await aresume_flow_run(run.id, run_input={"max_usd": 12.5})
+                        return
+                await asyncio.sleep(0.1)
+
+    helper = threading.Thread(target=lambda: asyncio.run(resume_when_paused()), daemon=True)
+    helper.start()
+    executor = FakeExecutor(raise_on={"b": BudgetExceeded("over $5")})
+    options = RunOptions(
+        state_dir=tmp_path / "state",
+        budget_pause=True,
+        raise_budget=lambda kind, limit: limits.append(limit),
+    )
+    result = run_plan(six_step_plan(), executor, options, Announced())
+    helper.join(timeout=30)
+    assert result.ok and limits == [12.5]
+    assert executor.calls.count("b") == 2

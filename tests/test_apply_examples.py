@@ -1,0 +1,88 @@
+"""Every example spec applies end to end offline: scripted replies, real tools, real sandbox."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from codexflow.api import ApplyOptions, apply
+from codexflow.errors import SpecError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fresh_workspace(tmp_path: Path) -> Path:
+    """A git repository holding a copy of examples/calculator."""
+    workspace = tmp_path / "calculator"
+    shutil.copytree(ROOT / "examples" / "calculator", workspace)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@codexflow.invalid"]
+    subprocess.run(["git", "init", "-q"], cwd=workspace, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=workspace, check=True)
+    subprocess.run([*git, "commit", "-qm", "before"], cwd=workspace, check=True)
+    return workspace
+
+
+def run_example(name: str, tmp_path: Path, **overrides):
+    workspace = fresh_workspace(tmp_path)
+    options = ApplyOptions(
+        model="scripted/demo",
+        script=ROOT / "specs" / "scripted" / f"{name}.yaml",
+        workspace=workspace,
+        state_dir=tmp_path / "state",
+        engine="local",
+        **overrides,
+    )
+    return apply(ROOT / "specs" / f"{name}.yaml", options), workspace
+
+
+def test_refactor_leaves_a_reviewable_commit(tmp_path: Path) -> None:
+    result, workspace = run_example("refactor", tmp_path, approve=frozenset({"review"}))
+    assert result.status == "succeeded", result.reason
+    log = subprocess.run(["git", "log", "--format=%an|%s", "-2"], cwd=workspace, capture_output=True, text=True)
+    latest, before = log.stdout.strip().splitlines()
+    assert latest == "codexflow architect|Refactor calculator: one operand check, a table of operators"
+    assert before.endswith("|before")
+    changed = subprocess.run(
+        ["git", "show", "--name-only", "--format=", "HEAD"], cwd=workspace, capture_output=True, text=True
+    ).stdout.split()
+    assert sorted(changed) == ["calculator/ops.py", "calculator/parse.py"]
+    assert "_require_number" in (workspace / "calculator" / "ops.py").read_text()
+    # The refactored package still passes its own tests.
+    tests = subprocess.run(["python3", "-m", "unittest", "discover", "-s", "tests"], cwd=workspace, capture_output=True, text=True)
+    assert tests.returncode == 0, tests.stderr
+    assert result.outputs["test"] == {"passed": True, "failures": []}
+    assert len(result.outputs["refactor"]) == 2  # one output per fan-out item
+    audit = (result.run_dir / "audit.jsonl").read_text()
+    assert '"tool": "git_commit"' in audit and '"tool": "run_tests"' in audit
+
+
+def test_refactor_gate_denied_headless_keeps_work_and_commits_nothing(tmp_path: Path) -> None:
+    result, workspace = run_example("refactor", tmp_path)  # no --approve review, nobody to ask
+    assert result.status == "denied"
+    assert result.records["review.approval"].status == "denied"
+    assert result.records["commit"].status == "skipped"
+    assert result.records["test"].status == "succeeded"
+    count = subprocess.run(["git", "rev-list", "--count", "HEAD"], cwd=workspace, capture_output=True, text=True)
+    assert count.stdout.strip() == "1"  # nothing committed without the review
+
+
+@pytest.mark.parametrize(
+    ("name", "artifact"),
+    [("research", "docs/research/http-client.md"), ("docs", "docs/calculator_ops.md"), ("triage", None)],
+)
+def test_other_examples_apply(name: str, artifact: str | None, tmp_path: Path) -> None:
+    result, workspace = run_example(name, tmp_path)
+    assert result.status == "succeeded", result.reason
+    if artifact:
+        assert (workspace / artifact).is_file()
+    if name == "triage":
+        owners = {report["owner"] for report in result.outputs["summary"]["reports"]}
+        assert owners == {"numerics", "api", "security"}
+
+
+def test_missing_workspace_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="is not a directory"):
+        apply(ROOT / "specs" / "refactor.yaml", ApplyOptions(workspace=tmp_path / "nope", engine="local"))
