@@ -130,9 +130,11 @@ def build_provider(spec: Spec, options: ApplyOptions) -> tuple[Any, Any]:
     if options.replay:
         cassette = _read(Cassette.load, options.replay, "--replay")
         return Provider(ledger=ledger, cassette=cassette, mode="replay", script=script), ledger
+    rpm = {name: p.rpm for name, p in spec.providers.items() if p.rpm}
     if options.record:
-        return Provider(ledger=ledger, cassette=Cassette(options.record), mode="record", script=script), ledger
-    return Provider(ledger=ledger, script=script), ledger
+        cassette = Cassette(options.record)
+        return Provider(ledger=ledger, cassette=cassette, mode="record", script=script, rpm=rpm), ledger
+    return Provider(ledger=ledger, script=script, rpm=rpm), ledger
 
 
 def _read(load: Callable[[Path], Any], path: Path, option: str) -> Any:

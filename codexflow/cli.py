@@ -146,9 +146,14 @@ def plan(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="The spec file.", show_default=False)],
     format: Annotated[PlanFormat, typer.Option("--format", "-f", help="text, mermaid, dot or json.")] = PlanFormat.text,
     set_: SetOption = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Plan every agent on this model.")] = None,
+    state_dir: Annotated[
+        Path, typer.Option("--state-dir", help="Where `apply` keeps its cache: cached steps are marked.")
+    ] = Path(".codexflow"),
 ) -> None:
-    """Compile a spec and show what would run: steps, agents, dependencies, parallel groups and a
-    rough cost range. Makes no LLM call and starts no orchestrator.
+    """Compile a spec and show what would run: steps, agents, dependencies, parallel groups,
+    which steps are cached (they will not run again) and a rough cost range. Makes no LLM call
+    and starts no orchestrator.
     """
     from codexflow.compiler import compile_spec
     from codexflow.compiler.estimate import estimate_plan
@@ -158,16 +163,25 @@ def plan(
     from codexflow.spec import load_spec
 
     spec = load_spec(spec_path)
+    if model:
+        from codexflow.api import with_model
+
+        spec = with_model(spec, model)
     compiled = compile_spec(spec, parse_assignments(set_ or []))
-    estimate = estimate_plan(compiled, model_prices)
+    cached = None
+    if (state_dir / "cache").is_dir():
+        from codexflow.runtime import cache_status
+
+        cached = cache_status(compiled, state_dir)
+    estimate = estimate_plan(compiled, model_prices, cached)
     if format is PlanFormat.json:
-        sys.stdout.write(render_json(compiled, estimate))
+        sys.stdout.write(render_json(compiled, estimate, cached))
     elif format is PlanFormat.mermaid:
         sys.stdout.write(render_mermaid(compiled))
     elif format is PlanFormat.dot:
         sys.stdout.write(render_dot(compiled))
     else:
-        _out().print(render_text(compiled, estimate))
+        _out().print(render_text(compiled, estimate, cached))
 
 
 @app.command()
@@ -257,6 +271,39 @@ def _ask_budget(exc: BudgetExceeded) -> float | None:
     unit = "tokens" if exc.limit_kind == "tokens" else "USD"
     answer = FloatPrompt.ask(f"New limit in {unit} (0 stops the run)", console=console, default=0.0)
     return answer if answer > exc.limit else None
+
+
+@app.command()
+def server(
+    host: Annotated[str, typer.Option(help="Address to listen on (keep 127.0.0.1 unless you mean it).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the API and UI.")] = 4200,
+    state_dir: Annotated[Path, typer.Option("--state-dir", help="Prefect's database lives under it.")] = Path(
+        ".codexflow"
+    ),
+) -> None:
+    """Start a Prefect server with its UI, for run history between runs and faster starts.
+
+    In another shell: `export PREFECT_API_URL=http://127.0.0.1:4200/api`, then `codexflow apply ...`
+    shows each run's link in the UI. Stop the server with Ctrl-C.
+    """
+    import subprocess
+
+    from codexflow.runtime.prefect_env import prefect_environment
+
+    env = {**os.environ, **prefect_environment(state_dir)}
+    Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+    env.pop("PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED", None)  # a shared server keeps events
+    url = f"http://{host}:{port}"
+    _err().print(
+        f"Prefect UI: {url}   (history in {env['PREFECT_HOME']})\n"
+        f"use it from codexflow: export PREFECT_API_URL={url}/api"
+    )
+    command = [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)]
+    try:
+        code = subprocess.call(command, env=env)
+    except KeyboardInterrupt:
+        code = 0
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -86,3 +86,23 @@ def test_other_examples_apply(name: str, artifact: str | None, tmp_path: Path) -
 def test_missing_workspace_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="is not a directory"):
         apply(ROOT / "specs" / "refactor.yaml", ApplyOptions(workspace=tmp_path / "nope", engine="local"))
+
+
+def test_plan_shows_what_is_cached_after_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from codexflow.cli import main
+
+    spec = str(ROOT / "specs" / "refactor.yaml")
+    state = str(tmp_path / "state")
+    assert main(["plan", spec, "-m", "scripted/demo", "--state-dir", state, "-f", "json"]) == 0
+    before = json.loads(capsys.readouterr().out)
+    assert "cached" not in before["steps"][0]  # no cache yet: nothing to say
+    result, _ = run_example("refactor", tmp_path, approve=frozenset({"review"}))
+    assert result.ok
+    assert main(["plan", spec, "-m", "scripted/demo", "--state-dir", state, "-f", "json"]) == 0
+    after = json.loads(capsys.readouterr().out)
+    cached = {step["id"]: step["cached"] for step in after["steps"]}
+    assert cached.pop("review.approval") is False  # a gate asks on every run
+    assert all(cached.values()), cached
+    assert after["estimate"]["calls"] == {"low": 0.0, "high": 0.0}  # nothing left to pay for

@@ -83,11 +83,12 @@ def _step_range(step: Step, prices: tuple[float, float] | None) -> tuple[Range, 
     return calls, Range(low, high)
 
 
-def estimate_plan(plan: Plan, prices: Prices) -> Estimate:
+def estimate_plan(plan: Plan, prices: Prices, cached: dict[str, bool] | None = None) -> Estimate:
+    """Calls and cost of the steps that would run; steps found in the cache cost nothing."""
     models: dict[str, ModelEstimate] = {}
     dynamic: list[str] = []
     for step in plan.steps:
-        if step.kind == "approval" or step.model is None:
+        if step.kind == "approval" or step.model is None or (cached or {}).get(step.id):
             continue
         price = prices(step.model)
         entry = models.setdefault(step.model, ModelEstimate(step.model))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ from .cassette import Cassette, Exchange, request_key
 from .ledger import Ledger
 from .offline import register_source, source_url
 from .pricing import cost_of, estimate_prompt
+from .rate import RateLimits
 from .retry import backoff, classify, retry_after, status_of
 from .scripted import Script
 from .types import ChatRequest, ChatResponse, Mode, ModelRoute, ToolCall, Usage
@@ -47,7 +48,11 @@ class Provider:
         script: Script | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        rpm: Mapping[str, int] | None = None,
+        rpm_window: float = 60.0,
     ) -> None:
+        """`rpm` limits the requests started per provider prefix (`{"openai": 60}`) in any
+        `rpm_window` seconds (a minute; shorter in tests); a request waits for a free slot."""
         if mode in ("record", "replay") and cassette is None:
             raise ValueError(f"mode {mode!r} needs a cassette")
         self.ledger = ledger if ledger is not None else Ledger()
@@ -57,6 +62,7 @@ class Provider:
         self.script = script
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self.rate_limits = RateLimits(rpm, rpm_window)
         # Ids under which the offline handlers find this provider's script and cassette.
         self._script_id = register_source(script) if script is not None else None
         self._cassette_id = (
@@ -159,7 +165,11 @@ class Provider:
                 kwargs["api_base"] = route.api_base
             if route.api_key_env:
                 kwargs["api_key"] = os.environ[route.api_key_env]
-        return litellm().completion(**kwargs)
+        # The first call imports litellm (seconds): that is not part of the request's window.
+        completion = litellm().completion
+        if self.rate_limits and self._needs_network(model):
+            self.rate_limits.acquire(model)  # every attempt is a request the provider counts
+        return completion(**kwargs)
 
     def _finish(
         self,
@@ -250,8 +260,11 @@ class Provider:
 
     def _needs_key(self, route: ModelRoute, model: str) -> bool:
         """Only live calls to real providers use the route's key variable."""
-        offline = self.mode == "replay" or model.startswith(f"{SCRIPTED}/")
-        return route.api_key_env is not None and not offline
+        return route.api_key_env is not None and self._needs_network(model)
+
+    def _needs_network(self, model: str) -> bool:
+        """Replayed and scripted answers reach no provider (no key, no rate limit)."""
+        return not (self.mode == "replay" or model.startswith(f"{SCRIPTED}/"))
 
     @staticmethod
     def _key(route: ModelRoute, request: ChatRequest, model: str) -> str:

@@ -23,6 +23,7 @@ from codexflow.runtime.prefect_env import server_url
 from codexflow.runtime.units import Unit
 
 _keys = itertools.count()
+logger = logging.getLogger(__name__)
 
 
 def _step_task(running: dict[str, asyncio.Future[Outcome]]) -> Any:
@@ -118,14 +119,24 @@ class PrefectMirror:
         # socket then raises a ResourceWarning wherever the garbage collector finds it. In a
         # sync client context Prefect reuses one client, closed when the context ends.
         try:
-            with (
-                temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
-                _quiet_task_failures(),
-                SyncClientContext.get_or_create(),
-            ):
-                asyncio.run(codexflow_run(return_state=True))  # type: ignore[arg-type]
-        except BaseException as exc:  # Prefect could not run: the work goes on unrecorded
-            self.error = exc
+            for attempt in (1, 2):
+                try:
+                    with (
+                        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+                        _quiet_task_failures(),
+                        SyncClientContext.get_or_create(),
+                    ):
+                        asyncio.run(codexflow_run(return_state=True))  # type: ignore[arg-type]
+                    self.error = None
+                    break
+                except BaseException as exc:  # Prefect could not run: the work goes on unrecorded
+                    self.error = exc
+                    # A flow run that never started consumed nothing from the inbox, so it can
+                    # simply start again. Seen once in CI: CPython 3.11.7's AST race (gh-106905,
+                    # fixed in 3.11.8) raised a SystemError while Prefect set the flow run up.
+                    if self.flow_run_id is not None or attempt == 2:
+                        break
+                    logger.debug("Prefect flow run did not start (%r); trying once more", exc)
         finally:
             self.started.set()
 

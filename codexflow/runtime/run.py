@@ -77,7 +77,12 @@ def run_plan(
     result = asyncio.run(go(mirror.wrap, pause_for_budget if pause else None))
     mirror.started.wait(timeout=60.0)
     if mirror.error is not None:  # the work is done and recorded on disk, just not in Prefect
-        logger.warning("Prefect did not record run %s: %s", run_id, mirror.error)
+        logger.warning(
+            "Prefect did not record run %s: %s",
+            run_id,
+            mirror.error,
+            exc_info=mirror.error if options.verbose else None,
+        )
     if mirror.flow_run_id is not None:
         result.prefect_flow_run_id = mirror.flow_run_id
         result.ui_url = ui_url(mirror.flow_run_id)
