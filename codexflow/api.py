@@ -83,7 +83,9 @@ def apply(
         max_concurrency=spec.defaults.max_concurrency,
         agent_limits={name: agent.replicas for name, agent in spec.agents.items()},
         provider_limits={
-            name: limits.max_concurrency for name, limits in spec.providers.items() if limits.max_concurrency
+            name: limits.max_concurrency
+            for name, limits in spec.providers.items()
+            if limits.max_concurrency
         },
         fresh=options.fresh,
         approve=options.approve,
@@ -103,7 +105,10 @@ def apply(
 
 def with_model(spec: Spec, model: str) -> Spec:
     """The spec with every agent on `model` (and no fallbacks to other providers)."""
-    agents = {name: agent.model_copy(update={"model": model, "fallbacks": []}) for name, agent in spec.agents.items()}
+    agents = {
+        name: agent.model_copy(update={"model": model, "fallbacks": []})
+        for name, agent in spec.agents.items()
+    }
     defaults = spec.defaults.model_copy(update={"model": model})
     return spec.model_copy(update={"agents": agents, "defaults": defaults})
 
@@ -114,7 +119,9 @@ def resolve_workspace(spec: Spec, spec_path: Path, override: Path | None) -> Pat
     workspace = workspace.resolve()
     if not workspace.is_dir():
         source = "--workspace" if override is not None else str(spec_path)
-        raise SpecError([Issue(source, 0, 0, "workspace", f"the workspace {workspace} is not a directory")])
+        raise SpecError(
+            [Issue(source, 0, 0, "workspace", f"the workspace {workspace} is not a directory")]
+        )
     return workspace
 
 
@@ -133,7 +140,9 @@ def build_provider(spec: Spec, options: ApplyOptions) -> tuple[Any, Any]:
     rpm = {name: p.rpm for name, p in spec.providers.items() if p.rpm}
     if options.record:
         cassette = Cassette(options.record)
-        return Provider(ledger=ledger, cassette=cassette, mode="record", script=script, rpm=rpm), ledger
+        return Provider(
+            ledger=ledger, cassette=cassette, mode="record", script=script, rpm=rpm
+        ), ledger
     return Provider(ledger=ledger, script=script, rpm=rpm), ledger
 
 
@@ -147,10 +156,14 @@ def _read(load: Callable[[Path], Any], path: Path, option: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError([Issue(str(path), line, col, "", f"cannot read this file: {problem}")]) from None
+        raise SpecError(
+            [Issue(str(path), line, col, "", f"cannot read this file: {problem}")]
+        ) from None
 
 
-def build_executor(spec: Spec, plan: Plan, provider: Any, workspace: Path, options: ApplyOptions) -> Any:
+def build_executor(
+    spec: Spec, plan: Plan, provider: Any, workspace: Path, options: ApplyOptions
+) -> Any:
     """Agents with their tools: one audit log and one in-run memory store for the whole run."""
     from codexflow.agents import AgentExecutor
     from codexflow.tools.memory import InMemoryStore

@@ -137,18 +137,27 @@ class PlanFormat(StrEnum):
 
 SetOption = Annotated[
     list[str] | None,
-    typer.Option("--set", "-s", help="Set an input: `--set target=src/` (repeatable; JSON for non-strings)."),
+    typer.Option(
+        "--set", "-s", help="Set an input: `--set target=src/` (repeatable; JSON for non-strings)."
+    ),
 ]
 
 
 @app.command()
 def plan(
-    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="The spec file.", show_default=False)],
-    format: Annotated[PlanFormat, typer.Option("--format", "-f", help="text, mermaid, dot or json.")] = PlanFormat.text,
+    spec_path: Annotated[
+        Path, typer.Argument(metavar="SPEC", help="The spec file.", show_default=False)
+    ],
+    format: Annotated[
+        PlanFormat, typer.Option("--format", "-f", help="text, mermaid, dot or json.")
+    ] = PlanFormat.text,
     set_: SetOption = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Plan every agent on this model.")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Plan every agent on this model.")
+    ] = None,
     state_dir: Annotated[
-        Path, typer.Option("--state-dir", help="Where `apply` keeps its cache: cached steps are marked.")
+        Path,
+        typer.Option("--state-dir", help="Where `apply` keeps its cache: cached steps are marked."),
     ] = Path(".codexflow"),
 ) -> None:
     """Compile a spec and show what would run: steps, agents, dependencies, parallel groups,
@@ -186,34 +195,60 @@ def plan(
 
 @app.command()
 def apply(
-    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="The spec file.", show_default=False)],
+    spec_path: Annotated[
+        Path, typer.Argument(metavar="SPEC", help="The spec file.", show_default=False)
+    ],
     set_: SetOption = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Run every agent on this litellm model.")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Run every agent on this litellm model.")
+    ] = None,
     replay: Annotated[
-        Path | None, typer.Option("--replay", help="Answer every model call from this cassette (offline, no key).")
+        Path | None,
+        typer.Option(
+            "--replay", help="Answer every model call from this cassette (offline, no key)."
+        ),
     ] = None,
     record: Annotated[
-        Path | None, typer.Option("--record", help="Record every model call into this cassette (secrets removed).")
+        Path | None,
+        typer.Option(
+            "--record", help="Record every model call into this cassette (secrets removed)."
+        ),
     ] = None,
     script: Annotated[
-        Path | None, typer.Option("--script", help="Answer `scripted/...` models from this script file.")
+        Path | None,
+        typer.Option("--script", help="Answer `scripted/...` models from this script file."),
     ] = None,
     approve: Annotated[
         list[str] | None,
-        typer.Option("--approve", "-a", help="Approve a task's gate or a tool ahead of time (repeatable)."),
+        typer.Option(
+            "--approve", "-a", help="Approve a task's gate or a tool ahead of time (repeatable)."
+        ),
     ] = None,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Ignore cached results: pay for every call again.")] = False,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Ignore cached results: pay for every call again.")
+    ] = False,
     workspace: Annotated[
-        Path | None, typer.Option("--workspace", "-w", help="Confine tools to this directory instead of the spec's.")
+        Path | None,
+        typer.Option(
+            "--workspace", "-w", help="Confine tools to this directory instead of the spec's."
+        ),
     ] = None,
     state_dir: Annotated[
-        Path, typer.Option("--state-dir", help="Where the cache, run records and Prefect's data live.")
+        Path,
+        typer.Option("--state-dir", help="Where the cache, run records and Prefect's data live."),
     ] = Path(".codexflow"),
     no_prefect: Annotated[
-        bool, typer.Option("--no-prefect", help="Run without Prefect (no flow run history); same cache and records.")
+        bool,
+        typer.Option(
+            "--no-prefect",
+            help="Run without Prefect (no flow run history); same cache and records.",
+        ),
     ] = False,
     allow_unsafe_shell: Annotated[
-        bool, typer.Option("--allow-unsafe-shell", help="Run shell tools even where the sandbox is missing.")
+        bool,
+        typer.Option(
+            "--allow-unsafe-shell", help="Run shell tools even where the sandbox is missing."
+        ),
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
 ) -> None:
@@ -275,11 +310,13 @@ def _ask_budget(exc: BudgetExceeded) -> float | None:
 
 @app.command()
 def server(
-    host: Annotated[str, typer.Option(help="Address to listen on (keep 127.0.0.1 unless you mean it).")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (keep 127.0.0.1 unless you mean it).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port of the API and UI.")] = 4200,
-    state_dir: Annotated[Path, typer.Option("--state-dir", help="Prefect's database lives under it.")] = Path(
-        ".codexflow"
-    ),
+    state_dir: Annotated[
+        Path, typer.Option("--state-dir", help="Prefect's database lives under it.")
+    ] = Path(".codexflow"),
 ) -> None:
     """Start a Prefect server with its UI, for run history between runs and faster starts.
 
@@ -298,7 +335,17 @@ def server(
         f"Prefect UI: {url}   (history in {env['PREFECT_HOME']})\n"
         f"use it from codexflow: export PREFECT_API_URL={url}/api"
     )
-    command = [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "prefect",
+        "server",
+        "start",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
     try:
         code = subprocess.call(command, env=env)
     except KeyboardInterrupt:
@@ -322,15 +369,23 @@ def doctor(
         console = _out()
         bwrap = report["bwrap"]
         mark = "[green]ok[/green]" if bwrap["working"] else "[red]missing[/red]"
-        console.print(f"{mark}  sandbox: {bwrap['version'] or 'bubblewrap not found'}: {bwrap['effect']}")
+        console.print(
+            f"{mark}  sandbox: {bwrap['version'] or 'bubblewrap not found'}: {bwrap['effect']}"
+        )
         if not bwrap["working"]:
             console.print("     install it: `apt-get install bubblewrap` (Debian/Ubuntu)")
-        console.print(f"[green]ok[/green]  paths: {report['path_resolution']} (no escape from the workspace)")
+        console.print(
+            f"[green]ok[/green]  paths: {report['path_resolution']} (no escape from the workspace)"
+        )
         limit = report["process_limit"]
         limit_mark = "[yellow]weak[/yellow]" if limit.startswith("none") else "[green]ok[/green]"
-        console.print(f"{limit_mark}  processes: {limit}; prlimit {'yes' if report['prlimit'] else 'no'}")
+        console.print(
+            f"{limit_mark}  processes: {limit}; prlimit {'yes' if report['prlimit'] else 'no'}"
+        )
         landlock = report["landlock_abi"]
-        console.print(f"info landlock: {'ABI ' + str(landlock) if landlock else 'not available'} (detected, not used)")
+        console.print(
+            f"info landlock: {'ABI ' + str(landlock) if landlock else 'not available'} (detected, not used)"
+        )
     raise typer.Exit(EXIT_OK if report["bwrap"]["working"] else EXIT_RUN_FAILED)
 
 
@@ -361,8 +416,14 @@ def main(argv: list[str] | None = None) -> int:
     except CodexflowError as error:
         _err().print(f"[red]error:[/red] {_escape(error.message)}")
         return EXIT_RUN_FAILED
-    except Exception as exc:  # a bug of ours: say so plainly; --verbose / CODEXFLOW_DEBUG show it all
-        if "-v" in (argv or sys.argv) or "--verbose" in (argv or sys.argv) or os.environ.get("CODEXFLOW_DEBUG"):
+    except (
+        Exception
+    ) as exc:  # a bug of ours: say so plainly; --verbose / CODEXFLOW_DEBUG show it all
+        if (
+            "-v" in (argv or sys.argv)
+            or "--verbose" in (argv or sys.argv)
+            or os.environ.get("CODEXFLOW_DEBUG")
+        ):
             raise
         _err().print(
             f"[red]internal error:[/red] {type(exc).__name__}: {_escape(str(exc))}\n"

@@ -41,17 +41,29 @@ def run_example(name: str, tmp_path: Path, **overrides):
 def test_refactor_leaves_a_reviewable_commit(tmp_path: Path) -> None:
     result, workspace = run_example("refactor", tmp_path, approve=frozenset({"review"}))
     assert result.status == "succeeded", result.reason
-    log = subprocess.run(["git", "log", "--format=%an|%s", "-2"], cwd=workspace, capture_output=True, text=True)
+    log = subprocess.run(
+        ["git", "log", "--format=%an|%s", "-2"], cwd=workspace, capture_output=True, text=True
+    )
     latest, before = log.stdout.strip().splitlines()
-    assert latest == "codexflow architect|Refactor calculator: one operand check, a table of operators"
+    assert (
+        latest == "codexflow architect|Refactor calculator: one operand check, a table of operators"
+    )
     assert before.endswith("|before")
     changed = subprocess.run(
-        ["git", "show", "--name-only", "--format=", "HEAD"], cwd=workspace, capture_output=True, text=True
+        ["git", "show", "--name-only", "--format=", "HEAD"],
+        cwd=workspace,
+        capture_output=True,
+        text=True,
     ).stdout.split()
     assert sorted(changed) == ["calculator/ops.py", "calculator/parse.py"]
     assert "_require_number" in (workspace / "calculator" / "ops.py").read_text()
     # The refactored package still passes its own tests.
-    tests = subprocess.run(["python3", "-m", "unittest", "discover", "-s", "tests"], cwd=workspace, capture_output=True, text=True)
+    tests = subprocess.run(
+        ["python3", "-m", "unittest", "discover", "-s", "tests"],
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+    )
     assert tests.returncode == 0, tests.stderr
     assert result.outputs["test"] == {"passed": True, "failures": []}
     assert len(result.outputs["refactor"]) == 2  # one output per fan-out item
@@ -65,13 +77,19 @@ def test_refactor_gate_denied_headless_keeps_work_and_commits_nothing(tmp_path: 
     assert result.records["review.approval"].status == "denied"
     assert result.records["commit"].status == "skipped"
     assert result.records["test"].status == "succeeded"
-    count = subprocess.run(["git", "rev-list", "--count", "HEAD"], cwd=workspace, capture_output=True, text=True)
+    count = subprocess.run(
+        ["git", "rev-list", "--count", "HEAD"], cwd=workspace, capture_output=True, text=True
+    )
     assert count.stdout.strip() == "1"  # nothing committed without the review
 
 
 @pytest.mark.parametrize(
     ("name", "artifact"),
-    [("research", "docs/research/http-client.md"), ("docs", "docs/calculator_ops.md"), ("triage", None)],
+    [
+        ("research", "docs/research/http-client.md"),
+        ("docs", "docs/calculator_ops.md"),
+        ("triage", None),
+    ],
 )
 def test_other_examples_apply(name: str, artifact: str | None, tmp_path: Path) -> None:
     result, workspace = run_example(name, tmp_path)
@@ -85,10 +103,15 @@ def test_other_examples_apply(name: str, artifact: str | None, tmp_path: Path) -
 
 def test_missing_workspace_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="is not a directory"):
-        apply(ROOT / "specs" / "refactor.yaml", ApplyOptions(workspace=tmp_path / "nope", engine="local"))
+        apply(
+            ROOT / "specs" / "refactor.yaml",
+            ApplyOptions(workspace=tmp_path / "nope", engine="local"),
+        )
 
 
-def test_plan_shows_what_is_cached_after_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_shows_what_is_cached_after_a_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import json
 
     from codexflow.cli import main

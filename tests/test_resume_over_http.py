@@ -350,6 +350,13 @@ def test_prefect_run_killed_then_resumed(
     assert code == 0, applier.output(applier.started[-1])
     assert time.monotonic() - started < 60  # Prefect's start-up, and no wait for a stale lock
     assert_resumed_exactly(openai_server, [kill])
+    print(
+        "DEBUG",
+        kill,
+        steps_requested(openai_server),
+        time.monotonic() - started,
+        summary(run_dir)["prefect_flow_run_id"],
+    )
     assert summary(run_dir)["status"] == "succeeded"
     assert outputs(run_dir) == reference.outputs
 

@@ -85,7 +85,9 @@ def render_text(
             ", ".join(step.depends_on) or "-",
         ]
         if cached is not None:
-            row.append("asks" if step.kind == "approval" else ("yes" if cached.get(step.id) else ""))
+            row.append(
+                "asks" if step.kind == "approval" else ("yes" if cached.get(step.id) else "")
+            )
         table.add_row(*row)
     parts: list[Any] = [header, table]
     notes = [
@@ -99,7 +101,9 @@ def render_text(
         parts.extend(Text(f"  {line}") for line in estimate_lines(estimate))
     if cached is not None:
         hits = sum(1 for value in cached.values() if value)
-        parts.append(Text(f"{hits} of {len(plan.steps)} steps cached: they will not run (or cost) again"))
+        parts.append(
+            Text(f"{hits} of {len(plan.steps)} steps cached: they will not run (or cost) again")
+        )
     return Group(*parts)
 
 

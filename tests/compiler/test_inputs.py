@@ -29,7 +29,9 @@ tasks:
 def test_overrides_are_parsed_to_their_type() -> None:
     values = resolve_inputs(
         SPEC,
-        parse_assignments(["depth=5", "strict=true", 'files=["a.py", "b.py"]', "ticket=ABC-1", "target=x=y"]),
+        parse_assignments(
+            ["depth=5", "strict=true", 'files=["a.py", "b.py"]', "ticket=ABC-1", "target=x=y"]
+        ),
     )
     assert values == {
         "target": "x=y",
