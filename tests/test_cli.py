@@ -53,12 +53,15 @@ def test_init_writes_a_spec_that_validates(
     assert main(["init", str(target), "--force"]) == 0
 
 
-def test_validate_imports_no_heavy_dependency() -> None:
-    """`validate` must start fast: prefect, litellm and chromadb stay unimported."""
+@pytest.mark.parametrize(
+    "command", [["validate", "specs/refactor.yaml"], ["plan", "specs/refactor.yaml"]]
+)
+def test_validate_and_plan_import_no_heavy_dependency(command: list[str]) -> None:
+    """They must start fast: prefect, litellm and chromadb stay unimported."""
     code = (
         "import sys\n"
         "from codexflow.cli import main\n"
-        "assert main(['validate', 'specs/refactor.yaml']) == 0\n"
+        f"assert main({command!r}) == 0\n"
         "heavy = [m for m in ('prefect', 'litellm', 'chromadb', 'sqlmodel') if m in sys.modules]\n"
         "print(heavy)\n"
     )

@@ -6,16 +6,7 @@ import json
 from typing import Any
 
 from codexflow.errors import Issue, SpecError
-from codexflow.spec.models import Spec
-
-_PYTHON_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "array": (list,),
-    "object": (dict,),
-}
+from codexflow.spec.models import Spec, is_json_type
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, str]:
@@ -40,8 +31,7 @@ def _convert(kind: str, text: str) -> Any:
         value = json.loads(text)
     except json.JSONDecodeError:
         raise ValueError(f"expected {kind} (JSON), got {text!r}") from None
-    expected = _PYTHON_TYPES[kind]
-    if (isinstance(value, bool) and bool not in expected) or not isinstance(value, expected):
+    if not is_json_type(value, kind):
         raise ValueError(f"expected {kind}, got {text!r}")
     return value
 

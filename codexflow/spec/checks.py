@@ -12,17 +12,8 @@ from typing import Any
 from codexflow.errors import Issue
 from codexflow.spec import templates
 from codexflow.spec.diagnostics import choices_hint, dotted, suggest
-from codexflow.spec.models import AUTO, BUILTIN_TOOLS, SWARM
+from codexflow.spec.models import AUTO, BUILTIN_TOOLS, JSON_TYPES, SWARM, is_json_type
 from codexflow.spec.yaml_source import Path, Source
-
-_JSON_TYPES = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "array": (list,),
-    "object": (dict,),
-}
 
 
 def _mapping(value: Any) -> dict[str, Any]:
@@ -216,8 +207,8 @@ class Checker:
             spec = _mapping(spec)
             kind = spec.get("type", "string")
             default = spec.get("default")
-            expected = _JSON_TYPES.get(kind) if isinstance(kind, str) else None
-            if default is not None and expected and not _is_type(default, expected):
+            known = isinstance(kind, str) and kind in JSON_TYPES
+            if default is not None and known and not is_json_type(default, kind):
                 self.report(("inputs", name, "default"), f"the default is not of type {kind}")
             enum = spec.get("enum")
             if isinstance(enum, list) and default is not None and default not in enum:
@@ -454,12 +445,6 @@ class Checker:
                     f"unknown time zone `{zone}`",
                     "an IANA name such as `Europe/Paris` or `UTC`",
                 )
-
-
-def _is_type(value: Any, expected: tuple[type, ...]) -> bool:
-    if isinstance(value, bool):
-        return bool in expected
-    return isinstance(value, expected)
 
 
 def cron_problem(expression: str) -> str:

@@ -16,6 +16,25 @@ AUTO = "auto"
 # Agent roles that come with a built-in system prompt (the agents step owns the texts).
 PRESET_ROLES = ("coordinator", "coder", "tester", "reviewer")
 
+# Python types of the JSON types an input may declare (a bool is not an integer here).
+JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+}
+
+
+def is_json_type(value: Any, kind: str) -> bool:
+    """Whether `value` is of the JSON type `kind`; booleans are only booleans."""
+    expected = JSON_TYPES[kind]
+    if isinstance(value, bool):
+        return bool in expected
+    return isinstance(value, expected)
+
+
 Identifier = Annotated[str, Field(pattern=ID_PATTERN, min_length=1, max_length=64)]
 PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
 
