@@ -72,7 +72,3 @@ class Plan:
             if step.id == step_id:
                 return step
         raise KeyError(step_id)
-
-    @property
-    def by_id(self) -> dict[str, Step]:
-        return {step.id: step for step in self.steps}

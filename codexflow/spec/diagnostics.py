@@ -77,17 +77,21 @@ def data_path(loc: tuple[Any, ...], data: Any) -> Path:
     return tuple(path)
 
 
+@cache
+def _union_tags() -> frozenset[str]:
+    """The `kind` values of the spec's tagged unions: pydantic puts them into error locations."""
+    from typing import get_args
+
+    from codexflow.spec.models import ToolSpec, TopologySpec
+
+    members = [m for union in (ToolSpec, TopologySpec) for m in get_args(get_args(union)[0])]
+    return frozenset(get_args(m.model_fields["kind"].annotation)[0] for m in members)
+
+
 def _is_tag(part: str) -> bool:
-    return part in {
-        "hierarchical",
-        "star",
-        "ring",
-        "mesh",
-        "shell",
-        "python",
-        "mcp",
-        "web",
-    } or part.startswith(("function-", "list[", "dict[", "str", "int", "float", "bool", "tuple["))
+    # Besides union tags, pydantic names the member type it tried (`list[str]`, `function-...`).
+    prefixes = ("function-", "list[", "dict[", "str", "int", "float", "bool", "tuple[")
+    return part in _union_tags() or part.startswith(prefixes)
 
 
 def dotted(path: Path) -> str:
