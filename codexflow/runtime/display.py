@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -20,24 +21,40 @@ _STYLE: dict[str, str] = {
 
 
 def render_summary(result: RunResult) -> Table:
-    """Status, duration, tokens, cost and cached per unit, with a totals row."""
-    table = Table(title=f"{result.plan} · run {result.run_id} · {result.status}", show_footer=False)
-    for column, justify in (("step", "left"), ("agent", "left"), ("status", "left"),
-                            ("time (s)", "right"), ("tokens", "right"), ("cost ($)", "right"),
-                            ("cached", "center"), ("model", "left")):  # fmt: skip
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    for r in result.records.values():
-        style = _STYLE.get(r.status, "")
-        table.add_row(
-            r.id, r.agent or r.kind, f"[{style}]{r.status}[/]" if style else r.status,
-            f"{r.duration:.2f}", str(r.tokens), f"{r.cost_usd:.4f}", "✓" if r.cached else "", r.model,
-        )  # fmt: skip
+    """Status, duration, tokens, cost and cached per unit, with a totals row.
+
+    The model gets a column only when the run used several; otherwise the title names it, so
+    the table fits an 80-column terminal.
+    """
     records = list(result.records.values())
+    models = sorted({r.model for r in records if r.model})
+    title = f"{result.plan} · run {result.run_id} · {result.status}"
+    if len(models) == 1:
+        title += f" · {models[0]}"
+    table = Table(title=title, show_footer=False, box=box.SIMPLE_HEAD)
+    columns = [("step", "left"), ("agent", "left"), ("status", "left"), ("secs", "right"),
+               ("tokens", "right"), ("cost $", "right"), ("cached", "center")]  # fmt: skip
+    if len(models) > 1:
+        columns.append(("model", "left"))
+    for column, justify in columns:
+        table.add_column(column, justify=justify, no_wrap=column in ("step", "agent", "status"))  # type: ignore[arg-type]
+    for r in records:
+        style = _STYLE.get(r.status, "")
+        row = [r.id, r.agent or r.kind, f"[{style}]{r.status}[/]" if style else r.status,
+               f"{r.duration:.2f}", str(r.tokens), f"{r.cost_usd:.4f}", "✓" if r.cached else ""]  # fmt: skip
+        table.add_row(*row, *([r.model] if len(models) > 1 else []))
     table.add_section()
-    table.add_row(
-        "total", "", result.status, f"{result.duration:.2f}", str(sum(r.tokens for r in records)),
-        f"{sum(r.cost_usd for r in records):.4f}", str(sum(r.cached for r in records)), "",
-    )  # fmt: skip
+    # Cached rows show what their answers cost when they were paid for; this run spent nothing
+    # on them, so the totals keep the two apart.
+    paid = [r for r in records if not r.cached]
+    saved = [r for r in records if r.cached]
+    total = ["spent", "", result.status, f"{result.duration:.2f}", str(sum(r.tokens for r in paid)),
+             f"{sum(r.cost_usd for r in paid):.4f}", ""]  # fmt: skip
+    table.add_row(*total, *([""] if len(models) > 1 else []))
+    if saved:
+        reused = ["saved by the cache", "", "", "", str(sum(r.tokens for r in saved)),
+                  f"{sum(r.cost_usd for r in saved):.4f}", str(len(saved))]  # fmt: skip
+        table.add_row(*reused, *([""] if len(models) > 1 else []), style="cyan")
     return table
 
 

@@ -44,8 +44,13 @@ def test_render_summary_and_console_observer(tmp_path: Path) -> None:
     console.print(render_summary(result))
     text = console.export_text()
     assert "▶ worker: work[2]" in text and "■ worker: final: succeeded" in text
-    assert "total" in text and "0.0080" in text
+    assert "spent" in text and "0.0080" in text and "saved by the cache" not in text
     cached = run_plan(six_step_plan(), FakeExecutor(), options)
     console = Console(record=True, width=200)
     console.print(render_summary(cached))
-    assert console.export_text().count("✓") == 8
+    text = console.export_text()
+    assert text.count("✓") == 8
+    # Nothing was paid for again: the 8 cached units' spend is shown as saved, not spent.
+    assert "saved by the cache" in text and "0.0080" in text
+    spent = next(line for line in text.splitlines() if line.strip().startswith("spent"))
+    assert "0.0000" in spent
