@@ -43,7 +43,8 @@ class RateLimiter:
             with self._lock:
                 now = self._clock()
                 # [t, t + window) is one window: a start exactly `window` ago no longer counts.
-                while self._starts and self._starts[0] <= now - self.window:
+                # (Compared as start + window, the same sum as the wait below: that is then > 0.)
+                while self._starts and self._starts[0] + self.window <= now:
                     self._starts.popleft()
                 if len(self._starts) < self.limit:
                     self._starts.append(now)

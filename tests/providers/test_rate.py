@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -143,3 +144,28 @@ def test_provider_spaces_requests_to_the_http_server(
     last = [r.time for r in openai_server.chat_requests()[-3:]]
     assert last[1] - last[0] < window / 2  # the retry went at once: a free slot
     assert last[2] - last[0] >= window - slack  # the 3rd waited for the 1st to leave the window
+
+
+def test_apply_passes_the_specs_rpm_to_its_provider(tmp_path: Path) -> None:
+    from codexflow.api import ApplyOptions, build_provider
+    from codexflow.spec import load_spec
+
+    spec_file = tmp_path / "swarm.yaml"
+    spec_file.write_text(
+        "apiVersion: codexflow/v1\n"
+        "name: limited\n"
+        "providers:\n"
+        "  openai: {rpm: 30}\n"
+        "  anthropic: {max_concurrency: 2}\n"
+        "agents:\n"
+        "  a: {role: writer}\n"
+        "  b: {role: writer, model: anthropic/claude-sonnet-4-5}\n"
+        "tasks:\n"
+        "  t: {agent: a, prompt: hi}\n"
+        "  u: {agent: b, prompt: hi}\n",
+        encoding="utf-8",
+    )
+    provider, _ = build_provider(load_spec(spec_file), ApplyOptions())
+    limiter = provider.rate_limits.for_model("openai/gpt-4o-mini")
+    assert limiter is not None and (limiter.limit, limiter.window) == (30, 60.0)
+    assert provider.rate_limits.for_model("anthropic/claude") is None
