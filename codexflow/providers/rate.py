@@ -66,8 +66,11 @@ class RateLimits:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        shared = clock is time.monotonic and sleep is time.sleep
         self._limiters = {
-            prefix: RateLimiter(limit, window, clock=clock, sleep=sleep)
+            prefix: _shared(prefix, limit, window)
+            if shared
+            else RateLimiter(limit, window, clock=clock, sleep=sleep)
             for prefix, limit in (rpm or {}).items()
         }
 
@@ -82,3 +85,17 @@ class RateLimits:
         """Wait for the model's provider, if it has a limit; return the seconds waited."""
         limiter = self.for_model(model)
         return limiter.acquire() if limiter is not None else 0.0
+
+
+# One limiter per (provider, limit, window) for the whole process: every run in it (several
+# applies from the Python API, say) draws from the same requests-per-minute allowance.
+_SHARED_LOCK = threading.Lock()
+_SHARED: dict[tuple[str, int, float], RateLimiter] = {}
+
+
+def _shared(prefix: str, limit: int, window: float) -> RateLimiter:
+    with _SHARED_LOCK:
+        key = (prefix, limit, window)
+        if key not in _SHARED:
+            _SHARED[key] = RateLimiter(limit, window)
+        return _SHARED[key]

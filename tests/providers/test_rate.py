@@ -169,3 +169,11 @@ def test_apply_passes_the_specs_rpm_to_its_provider(tmp_path: Path) -> None:
     limiter = provider.rate_limits.for_model("openai/gpt-4o-mini")
     assert limiter is not None and (limiter.limit, limiter.window) == (30, 60.0)
     assert provider.rate_limits.for_model("anthropic/claude") is None
+
+
+def test_runs_in_one_process_share_the_allowance() -> None:
+    from codexflow.providers.rate import RateLimits
+
+    first, second = RateLimits({"openai": 7}), RateLimits({"openai": 7})
+    assert first.for_model("openai/a") is second.for_model("openai/b")
+    assert RateLimits({"openai": 8}).for_model("openai/a") is not first.for_model("openai/a")
