@@ -115,8 +115,9 @@ def with_model(spec: Spec, model: str) -> Spec:
 
 def resolve_workspace(spec: Spec, spec_path: Path, override: Path | None) -> Path:
     """The directory tools are confined to: `--workspace`, else the spec's, relative to its file."""
-    workspace = override if override is not None else spec_path.resolve().parent / spec.workspace
-    workspace = workspace.resolve()
+    from codexflow.tools import resolve_workspace as spec_workspace
+
+    workspace = override.resolve() if override is not None else spec_workspace(spec, spec_path)
     if not workspace.is_dir():
         source = "--workspace" if override is not None else str(spec_path)
         raise SpecError(
