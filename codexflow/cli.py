@@ -308,6 +308,62 @@ def _ask_budget(exc: BudgetExceeded) -> float | None:
     return answer if answer > exc.limit else None
 
 
+runs_app = typer.Typer(
+    help="Run history: the records `apply` keeps under --state-dir.", no_args_is_help=False
+)
+app.add_typer(runs_app, name="runs")
+
+StateDir = Annotated[Path, typer.Option("--state-dir", help="Where `apply` keeps its records.")]
+
+
+@runs_app.callback(invoke_without_command=True)
+def runs(ctx: typer.Context, state_dir: StateDir = Path(".codexflow")) -> None:
+    """List past runs, newest first: status, steps run and reused, tokens, cost, Prefect flow run."""
+    if ctx.invoked_subcommand is not None:
+        return
+    summaries = _summaries(state_dir)
+    if not summaries:
+        _out().print(f"no runs under {state_dir / 'runs'}")
+        raise typer.Exit(EXIT_OK)
+    console = _out()
+    # One plain line per run: readable at any width, and easy to grep.
+    for summary in summaries:
+        totals = summary.get("totals", {})
+        prefect = summary.get("prefect_flow_run_id")
+        console.print(
+            f"{summary['run_id']}  {summary.get('plan', '')}  {summary.get('status', '')}  "
+            f"{summary.get('duration', 0):.1f}s  ran {totals.get('executed', 0)}  "
+            f"cached {totals.get('cached', 0)}  spent {totals.get('spent_tokens', 0)} tokens "
+            f"${totals.get('spent_usd', 0):.4f}" + (f"  prefect {prefect}" if prefect else ""),
+            highlight=False,
+        )
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help="A run id (a unique prefix is enough).")],
+    state_dir: StateDir = Path(".codexflow"),
+) -> None:
+    """Print a run's report (the same Markdown as the Prefect artifact)."""
+    matches = [s for s in _summaries(state_dir) if s["run_id"].startswith(run_id)]
+    if len(matches) != 1:
+        found = "no run" if not matches else f"{len(matches)} runs"
+        _err().print(f"[red]{found} matching `{run_id}` under {state_dir / 'runs'}[/red]")
+        raise typer.Exit(EXIT_INVALID)
+    report = state_dir / "runs" / str(matches[0]["run_id"]) / "report.md"
+    sys.stdout.write(report.read_text(encoding="utf-8"))
+
+
+def _summaries(state_dir: Path) -> list[dict[str, object]]:
+    found = []
+    for path in sorted((state_dir / "runs").glob("*/summary.json"), reverse=True):
+        try:
+            found.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            continue  # a run killed while writing its summary: its steps are still on disk
+    return found
+
+
 @app.command()
 def server(
     host: Annotated[

@@ -27,13 +27,13 @@ def fresh_workspace(tmp_path: Path) -> Path:
 
 def run_example(name: str, tmp_path: Path, **overrides):
     workspace = fresh_workspace(tmp_path)
+    settings = {"state_dir": tmp_path / "state", **overrides}
     options = ApplyOptions(
         model="scripted/demo",
         script=ROOT / "specs" / "scripted" / f"{name}.yaml",
         workspace=workspace,
-        state_dir=tmp_path / "state",
         engine="local",
-        **overrides,
+        **settings,
     )
     return apply(ROOT / "specs" / f"{name}.yaml", options), workspace
 
@@ -129,3 +129,26 @@ def test_plan_shows_what_is_cached_after_a_run(
     assert cached.pop("review.approval") is False  # a gate asks on every run
     assert all(cached.values()), cached
     assert after["estimate"]["calls"] == {"low": 0.0, "high": 0.0}  # nothing left to pay for
+
+
+def test_runs_lists_history_and_shows_a_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from codexflow.cli import main
+
+    first, _ = run_example("refactor", tmp_path, approve=frozenset({"review"}))
+    second, _ = run_example(
+        "refactor", tmp_path / "again", approve=frozenset({"review"}), state_dir=tmp_path / "state"
+    )
+    assert second.executed == 0  # the second run reused every answer
+    capsys.readouterr()
+    assert main(["runs", "--state-dir", str(tmp_path / "state")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == [second.run_id, first.run_id]  # newest first
+    assert "ran 0  cached 10  spent 0 tokens" in lines[0]
+    assert "ran 10  cached 0  spent 20247 tokens" in lines[1]
+    assert main(["runs", "show", second.run_id[:-2], "--state-dir", str(tmp_path / "state")]) == 0
+    report = capsys.readouterr().out
+    assert report.startswith(f"# refactor — run {second.run_id}")
+    assert "**Reused from the cache:** 20247 tokens" in report
+    assert main(["runs", "show", "nope", "--state-dir", str(tmp_path / "state")]) == 2

@@ -58,6 +58,9 @@ def summary(result: RunResult) -> dict[str, Any]:
             "prompt_tokens": sum(r.prompt_tokens for r in records),
             "completion_tokens": sum(r.completion_tokens for r in records),
             "cost_usd": round(sum(r.cost_usd for r in records), 6),
+            # What this run paid for; the figures above include what cached units cost once.
+            "spent_tokens": sum(r.tokens for r in records if not r.cached),
+            "spent_usd": round(sum(r.cost_usd for r in records if not r.cached), 6),
         },
         "steps": [r.summary() for r in records],
     }
@@ -76,8 +79,10 @@ def report(result: RunResult) -> str:
         f"**Status:** {result.status}" + (f" ({result.reason})" if result.reason else ""),
         f"  **Duration:** {result.duration:.2f} s",
         f"  **Executed:** {result.executed}  **Cached:** {sum(r.cached for r in records)}",
-        f"  **Tokens:** {sum(r.tokens for r in records)}",
-        f"  **Cost:** ${sum(r.cost_usd for r in records):.4f}",
+        f"  **Spent:** {sum(r.tokens for r in records if not r.cached)} tokens, "
+        f"${sum(r.cost_usd for r in records if not r.cached):.4f}",
+        f"  **Reused from the cache:** {sum(r.tokens for r in records if r.cached)} tokens, "
+        f"${sum(r.cost_usd for r in records if r.cached):.4f}",
         "",
         "| step | agent | status | duration (s) | tokens | cost ($) | cached | model | error |",
         "|---|---|---|---:|---:|---:|---|---|---|",
