@@ -16,6 +16,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 lint: install
 	$(BIN)/ruff check codexflow tests bench
 	$(BIN)/lint-imports
+	$(BIN)/mypy codexflow
 
 test: install
 	$(BIN)/pytest -q

@@ -8,7 +8,7 @@ import sys
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -62,7 +62,7 @@ def validate(
     """
     from codexflow.spec import load_spec
 
-    results = []
+    results: list[dict[str, Any]] = []
     for path in specs:
         try:
             spec = load_spec(path)
@@ -80,7 +80,7 @@ def validate(
             if result["valid"]:
                 console.print(f"[green]ok[/green] {result['path']} ({result['name']})")
             else:
-                _render_issues(console, [Issue(**issue) for issue in result["issues"]])  # type: ignore[arg-type]
+                _render_issues(console, [Issue(**issue) for issue in result["issues"]])
         if failed:
             count = sum(len(result["issues"]) for result in failed)
             console.print(
@@ -354,7 +354,7 @@ def runs_show(
     sys.stdout.write(report.read_text(encoding="utf-8"))
 
 
-def _summaries(state_dir: Path) -> list[dict[str, object]]:
+def _summaries(state_dir: Path) -> list[dict[str, Any]]:
     found = []
     for path in sorted((state_dir / "runs").glob("*/summary.json"), reverse=True):
         try:

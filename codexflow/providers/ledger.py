@@ -92,7 +92,9 @@ class Ledger:
             or spent.cost_usd >= self.max_usd - _EPSILON
         ):
             raise BudgetExceeded(
-                _message(step, f"${spent.cost_usd:.4f}", f"${self.max_usd:.4f}", f"${next_usd:.4f}"),
+                _message(
+                    step, f"${spent.cost_usd:.4f}", f"${self.max_usd:.4f}", f"${next_usd:.4f}"
+                ),
                 limit_kind="usd",
                 spent=spent.cost_usd,
                 limit=self.max_usd,

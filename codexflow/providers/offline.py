@@ -96,7 +96,7 @@ def register_handlers(module: Any) -> None:
             raise OfflineError(408, f"scripted delay {delay}s is past the timeout of {limit}s")
         time.sleep(delay)
 
-    class ScriptedLLM(module.CustomLLM):  # type: ignore[misc,name-defined]
+    class ScriptedLLM(module.CustomLLM):
         """Answers `scripted/<name>` models from the Script the Provider registered."""
 
         def completion(
@@ -119,7 +119,7 @@ def register_handlers(module: Any) -> None:
                 raise OfflineError(reply.error.status, reply.error.message, headers)
             return fill(kwargs["model_response"], f"{SCRIPTED}/{model}", _answer(reply))
 
-    class ReplayLLM(module.CustomLLM):  # type: ignore[misc,name-defined]
+    class ReplayLLM(module.CustomLLM):
         """Answers `codexflow-replay/<model>` from the Cassette the Provider registered."""
 
         def completion(

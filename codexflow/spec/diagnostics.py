@@ -45,7 +45,7 @@ def choices_hint(word: str, choices: list[str] | tuple[str, ...] | set[str], nou
 def issues_from_validation(error: ValidationError, source: Source) -> list[Issue]:
     issues = []
     for detail in error.errors(include_url=False):
-        issues.append(_one(detail, source))
+        issues.append(_one(dict(detail), source))
     return _dedupe(issues)
 
 
@@ -65,9 +65,10 @@ def data_path(loc: tuple[Any, ...], data: Any) -> Path:
     path: list[str | int] = []
     current = data
     for part in loc:
-        if (isinstance(current, dict) and isinstance(part, str) and part in current) or (
-            isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
-        ):
+        if isinstance(current, dict) and isinstance(part, str) and part in current:
+            path.append(part)
+            current = current[part]
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
             path.append(part)
             current = current[part]
         elif isinstance(current, dict) and isinstance(part, str) and not _is_tag(part):

@@ -170,7 +170,7 @@ class TaskChecks:
         ancestors: set[str],
         has_items: bool,
     ) -> None:
-        where = {"line_offset": ref.line}
+        line = ref.line  # within the template
         if ref.root in defined:
             return
         if ref.root not in templates.ROOTS:
@@ -178,17 +178,17 @@ class TaskChecks:
                 path,
                 f"unknown template variable `{ref.root}`",
                 choices_hint(ref.root, templates.ROOTS, "variables"),
-                **where,
+                line_offset=line,
             )
         elif ref.root == "item" and not has_items:
-            self.report(path, "`item` is only defined in tasks with `for_each`", **where)
+            self.report(path, "`item` is only defined in tasks with `for_each`", line_offset=line)
         elif ref.root == "inputs" and ref.path and ref.path[0] not in self.inputs:
             self.report(
                 path,
                 f"unknown input `{ref.path[0]}`",
                 choices_hint(ref.path[0], set(self.inputs), "inputs")
                 or "declare it under `inputs:`",
-                **where,
+                line_offset=line,
             )
         elif ref.root == "tasks" and ref.path:
             target = ref.path[0]
@@ -198,23 +198,23 @@ class TaskChecks:
                     path,
                     f"unknown task `{target}`",
                     choices_hint(target, set(self.tasks), "tasks"),
-                    **where,
+                    line_offset=line,
                 )
             elif target == task:
-                self.report(path, f"the task `{task}` cannot read its own output", **where)
+                self.report(path, f"the task `{task}` cannot read its own output", line_offset=line)
             elif target not in ancestors:
                 self.report(
                     path,
                     f"reads `tasks.{target}` but does not depend on `{target}`",
                     f"add `{target}` to depends_on",
-                    **where,
+                    line_offset=line,
                 )
             elif len(ref.path) < 2 or ref.path[1] != "output":
                 self.report(
                     path,
                     f"`tasks.{target}` has only `output`",
                     f"write `tasks.{target}.output`",
-                    **where,
+                    line_offset=line,
                 )
 
     def check_output_schema(self, name: str, schema: Any) -> None:

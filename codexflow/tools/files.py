@@ -133,7 +133,7 @@ def _walk(workspace: Workspace, path: str) -> Walk:
             prefix = posixpath_join(rel, top)
             yield prefix, dirfd, dirs, sorted(files)
     finally:
-        walker.close()  # closes its directory fds now, not at garbage collection
+        walker.close()  # type: ignore[attr-defined]  # os.fwalk returns a generator; close its fds now
         os.close(base)
 
 

@@ -101,7 +101,7 @@ def tool_from_function(
         annotation = hints.get(param.name, Any)
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (annotation, default)
-    model = create_model(  # type: ignore[call-overload]
+    model = create_model(
         f"{func.__name__}_arguments", __config__=ConfigDict(extra="forbid"), **fields
     )
     parameters = _clean_schema(model.model_json_schema())

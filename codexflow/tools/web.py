@@ -31,7 +31,7 @@ class _CheckRedirects(urllib.request.HTTPRedirectHandler):
     def __init__(self, allow_hosts: list[str]) -> None:
         self.allow_hosts = allow_hosts
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
         if not host_allowed(newurl, self.allow_hosts):
             raise ToolRefused(f"refused: redirect to {newurl!r}, whose host is not allowed")
         return super().redirect_request(req, fp, code, msg, headers, newurl)
