@@ -58,6 +58,17 @@ def run_plan(
     from codexflow.runtime.prefect_env import configure_prefect, server_url, ui_url
 
     configure_prefect(options.state_dir, options.verbose)
+    api_url = server_url()
+    if api_url and (options.provider_limits or options.agent_limits):
+        # Across processes sharing the server: each executor call also holds global slots.
+        from codexflow.runtime.global_limits import GlobalLimits
+
+        limits = GlobalLimits(plan, options, api_url)
+        try:
+            limits.setup()
+            executor = limits.wrap(executor)
+        except Exception as exc:  # like the flow run: the work goes on, with in-process limits
+            logger.warning("Prefect global concurrency limits not set up on %s: %s", api_url, exc)
     from codexflow.runtime.prefect_flow import PrefectMirror
 
     # The flow run starts on its own thread while the first steps already run.
