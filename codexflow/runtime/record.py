@@ -15,8 +15,10 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.\[\]*-]")
 
 
 def new_run_id() -> str:
-    """Sortable by time, unique across processes: 20261124-004613-3f9a1c."""
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+    """Sortable by time (to the millisecond), unique across processes: 20261124-004613.042-3f9a1c."""
+    now = time.time()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
+    return f"{stamp}.{int(now * 1000) % 1000:03d}-{secrets.token_hex(3)}"
 
 
 def file_name(unit_id: str) -> str:
