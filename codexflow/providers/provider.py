@@ -35,6 +35,24 @@ class _Outcome:
     error: str = ""
 
 
+# The key variable litellm reads for common hosted providers (model prefix -> variable). A
+# call without it fails as a 500 after every retry; checking first fails at once and says
+# what to set. Providers not listed are left to the call itself.
+HOSTED_KEYS = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+    "mistral": "MISTRAL_API_KEY",
+    "groq": "GROQ_API_KEY",
+    "deepseek": "DEEPSEEK_API_KEY",
+    "xai": "XAI_API_KEY",
+    "cohere": "COHERE_API_KEY",
+    "openrouter": "OPENROUTER_API_KEY",
+    "together_ai": "TOGETHERAI_API_KEY",
+    "fireworks_ai": "FIREWORKS_AI_API_KEY",
+}
+
+
 class Provider:
     """Reaches models for one run. Thread-safe: agents of a run may call it concurrently."""
 
@@ -105,6 +123,13 @@ class Provider:
         """The raw litellm response, or None once this model is exhausted, skipped or refused."""
         if self._needs_key(route, model) and not os.environ.get(route.api_key_env or ""):
             outcome.error = f"its API key variable {route.api_key_env} is not set"
+            return None
+        missing = self._missing_credentials(route, model)
+        if missing:
+            # litellm would report this as a 500 and every retry would wait for nothing.
+            outcome.error = (
+                f"{', '.join(missing)} not set (set it, or run offline with --replay or --script)"
+            )
             return None
         breaker = self.breakers.get(model)
         for attempt in range(route.retries + 1):
@@ -257,6 +282,19 @@ class Provider:
         self.cassette.record(
             Exchange(key, step, exchange_request, exchange_response), secrets=secrets
         )
+
+    def _missing_credentials(self, route: ModelRoute, model: str) -> list[str]:
+        """The environment variables a live call to a hosted provider needs and lacks.
+
+        Skipped where the spec names a key variable or an endpoint of its own (a local
+        OpenAI-compatible server may need no key at all).
+        """
+        if route.api_key_env is not None or route.api_base is not None:
+            return []
+        if not self._needs_network(model):
+            return []
+        variable = HOSTED_KEYS.get(model.split("/", 1)[0])
+        return [variable] if variable and not os.environ.get(variable) else []
 
     def _needs_key(self, route: ModelRoute, model: str) -> bool:
         """Only live calls to real providers use the route's key variable."""
