@@ -107,8 +107,11 @@ class FakeExecutor:
                 self.active -= 1
 
 
-def six_step_plan() -> Plan:
-    """plan → fan-out of 3 → (a, b in parallel) → join → final: 8 units, 6 steps."""
+def six_step_plan(edited: str = "") -> Plan:
+    """plan → fan-out of 3 → (a, b in parallel) → join → final: 8 units, 6 steps.
+
+    `edited` names a step whose definition (and so its hash) changes, as after a spec edit.
+    """
     return make_plan(
         "six",
         [
@@ -120,7 +123,12 @@ def six_step_plan() -> Plan:
                 for_each=("x", "y", "z"),
                 task="work",
             ),
-            S("a", ("work[*]",), prompt="a sees {{ tasks.work.output | length }}"),
+            S(
+                "a",
+                ("work[*]",),
+                prompt="a sees {{ tasks.work.output | length }}",
+                version="2" if edited == "a" else "",
+            ),
             S("b", ("plan",)),
             S("join", ("a", "b")),
             S("final", ("join",), prompt="final: {{ tasks.join.output }}"),

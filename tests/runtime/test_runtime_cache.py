@@ -14,32 +14,6 @@ def local(tmp_path: Path, **kw: object) -> RunOptions:
     return RunOptions(state_dir=tmp_path / "state", engine="local", **kw)  # type: ignore[arg-type]
 
 
-def edited_plan(edit: str) -> object:
-    return make_plan(
-        "six",
-        [
-            S("plan", prompt="list units for {{ inputs.target }}"),
-            S(
-                "work[*]",
-                ("plan",),
-                prompt="work on {{ item }}",
-                for_each=("x", "y", "z"),
-                task="work",
-            ),
-            S(
-                "a",
-                ("work[*]",),
-                prompt="a sees {{ tasks.work.output | length }}",
-                version="2" if edit == "a" else "",
-            ),
-            S("b", ("plan",)),
-            S("join", ("a", "b")),
-            S("final", ("join",), prompt="final: {{ tasks.join.output }}"),
-        ],
-        inputs={"target": "src/"},
-    )
-
-
 def test_rerun_after_success_makes_no_call(tmp_path: Path) -> None:
     first = run_plan(six_step_plan(), FakeExecutor(), local(tmp_path))
     executor = FakeExecutor()
@@ -53,7 +27,7 @@ def test_rerun_after_success_makes_no_call(tmp_path: Path) -> None:
 def test_spec_edit_reruns_the_step_and_its_descendants_only(tmp_path: Path) -> None:
     run_plan(six_step_plan(), FakeExecutor(), local(tmp_path))
     executor = FakeExecutor()
-    result = run_plan(edited_plan("a"), executor, local(tmp_path))  # type: ignore[arg-type]
+    result = run_plan(six_step_plan(edited="a"), executor, local(tmp_path))
     assert result.ok
     assert executor.calls == ["a", "join", "final"]
 
@@ -90,7 +64,7 @@ def test_cache_status_before_and_after(tmp_path: Path) -> None:
     assert not any(cache_status(plan, tmp_path / "state").values())
     run_plan(plan, FakeExecutor(), local(tmp_path))
     assert all(cache_status(plan, tmp_path / "state").values())
-    status = cache_status(edited_plan("a"), tmp_path / "state")  # type: ignore[arg-type]
+    status = cache_status(six_step_plan(edited="a"), tmp_path / "state")
     assert status == {
         "plan": True,
         "work[*]": True,
