@@ -27,6 +27,26 @@ app = typer.Typer(
 )
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"codexflow {version('codexflow')}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Describe a swarm of AI agents in one validated YAML file and run it as a Prefect flow."""
+
+
 def _out() -> Console:
     return Console(highlight=False, soft_wrap=True)
 

@@ -91,3 +91,10 @@ def test_doctor_reports_the_protection_here(capsys: pytest.CaptureFixture[str]) 
     assert {"bwrap", "openat2", "path_resolution", "process_limit"} <= set(report)
     assert main(["doctor"]) == expected
     assert "sandbox:" in capsys.readouterr().out
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"codexflow {version('codexflow')}"
