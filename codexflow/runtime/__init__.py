@@ -6,7 +6,7 @@ Importing this package does not import Prefect: only `run_plan(..., engine="pref
 from __future__ import annotations
 
 from codexflow.runtime.display import ConsoleObserver, render_summary
-from codexflow.runtime.run import apply_plan, run_plan
+from codexflow.runtime.run import run_plan
 from codexflow.runtime.store import ResultStore, cache_key
 from codexflow.runtime.types import (
     NullObserver,
@@ -29,7 +29,6 @@ __all__ = [
     "RunStatus",
     "StepRecord",
     "StepStatus",
-    "apply_plan",
     "cache_key",
     "cache_status",
     "render_summary",

@@ -102,16 +102,6 @@ def run_plan(
     return result
 
 
-def apply_plan(
-    plan: Plan,
-    executor: StepExecutor,
-    options: RunOptions | None = None,
-    observer: Observer | None = None,
-) -> RunResult:
-    """What `codexflow apply` calls: `run_plan` with the house defaults (Prefect engine)."""
-    return run_plan(plan, executor, options, observer)
-
-
 def _status(records: dict[str, StepRecord], stop_reason: str) -> RunStatus:
     statuses = {r.status for r in records.values()}
     if "failed" in statuses:
