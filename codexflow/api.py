@@ -7,6 +7,7 @@ runtime. Everything heavy is imported inside the functions that need it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,7 @@ class ApplyOptions:
     engine: Literal["prefect", "local"] = "prefect"
     allow_unsafe: bool = False  # shell tools without the sandbox
     verbose: bool = False
+    stop_event: threading.Event | None = None  # set it (any thread) to stop the run cleanly
 
 
 def apply(
@@ -96,6 +98,7 @@ def apply(
         raise_budget=ledger.raise_limit,
         engine=options.engine,
         verbose=options.verbose,
+        stop_event=options.stop_event,
     )
     result = run_plan(plan, executor, run_options, observer)
     if executor.audit is not None:  # every tool call of the run, refusals included

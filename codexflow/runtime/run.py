@@ -46,7 +46,10 @@ def run_plan(
         started = time.perf_counter()
         scheduler = Scheduler(plan, executor, options, observer, record, wrap)
         scheduler.pause_for_budget = pause
-        with _stop_on_signals(scheduler, options.handle_signals):
+        with (
+            _stop_on_signals(scheduler, options.handle_signals),
+            _stop_on_event(scheduler, options.stop_event),
+        ):
             records = await scheduler.run()
         result = _result(plan, run_id, records, scheduler, time.perf_counter() - started, record)
         record.write_summary(result)
@@ -162,3 +165,26 @@ def _stop_on_signals(scheduler: Scheduler, enabled: bool) -> Iterator[None]:
         for sig, handler in previous.items():
             loop.remove_signal_handler(sig)
             signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _stop_on_event(scheduler: Scheduler, event: threading.Event | None) -> Iterator[None]:
+    """`RunOptions.stop_event` set from another thread stops the run like a first SIGINT."""
+    if event is None:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if event.wait(0.2):
+                loop.call_soon_threadsafe(scheduler.request_stop, "cancelled")
+                return
+
+    watcher = threading.Thread(target=watch, name="codexflow-stop-watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()

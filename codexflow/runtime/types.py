@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,9 @@ class RunOptions:
     grace_seconds: float = 30.0  # after SIGINT/SIGTERM: how long running steps may finish
     handle_signals: bool = True  # only effective on the main thread
     memory: dict[str, Any] = field(default_factory=dict)  # the `memory` template variable
+    # Set from any thread to stop the run like a first Ctrl-C (the MCP server's and the HTTP
+    # API's cancel): nothing new starts, running units may land within `grace_seconds`.
+    stop_event: threading.Event | None = None
 
 
 @dataclass
