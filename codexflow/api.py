@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from codexflow.errors import BudgetExceeded, Issue, SpecError
+from codexflow.events import EventBus
 from codexflow.spec import Spec, load_spec
 
 if TYPE_CHECKING:
     from codexflow.compiler.plan import Plan, Step
-    from codexflow.runtime.types import Observer, RunResult
+    from codexflow.runtime.types import Observer, RunOptions, RunResult
 
 
 def load(path: str | Path) -> Spec:
@@ -52,17 +53,46 @@ class ApplyOptions:
     allow_unsafe: bool = False  # shell tools without the sandbox
     verbose: bool = False
     stop_event: threading.Event | None = None  # set it (any thread) to stop the run cleanly
+    events: EventBus | None = None  # the run's step/gate/budget events go here as they happen
 
 
-def apply(
+@dataclass
+class PreparedApply:
+    """A spec made ready to run: its plan, the executor with its tools, the run's options."""
+
+    spec: Spec
+    spec_path: Path
+    plan: Plan
+    executor: Any
+    run_options: RunOptions
+    options: ApplyOptions
+
+    def parameters(self) -> dict[str, Any]:
+        """The `apply-spec` flow run's parameters: what the Prefect UI shows for the run."""
+        return {
+            "spec": str(self.spec_path),
+            "inputs": dict(self.options.inputs),
+            "workspace": str(self.options.workspace) if self.options.workspace else None,
+            "state_dir": str(self.options.state_dir),
+            "approve": sorted(self.options.approve),
+            "model": self.options.model,
+            "fresh": self.options.fresh,
+        }
+
+    def finish(self, result: RunResult) -> None:
+        """After the run: the audit trail of every tool call, refusals included."""
+        if getattr(self.executor, "audit", None) is not None:
+            self.executor.audit.write_jsonl(result.run_dir / "audit.jsonl")
+
+
+def prepare_apply(
     spec_or_path: Spec | str | Path,
     options: ApplyOptions | None = None,
-    observer: Observer | None = None,
     *,
     spec_path: str | Path | None = None,
-) -> RunResult:
-    """Run a spec to the end. Returns the RunResult; raises SpecError for bad specs/inputs."""
-    from codexflow.runtime import RunOptions, run_plan
+) -> PreparedApply:
+    """Load, compile and wire a run without starting it (raises SpecError for bad input)."""
+    from codexflow.runtime import RunOptions
 
     options = options or ApplyOptions()
     if isinstance(spec_or_path, Spec):
@@ -99,11 +129,30 @@ def apply(
         engine=options.engine,
         verbose=options.verbose,
         stop_event=options.stop_event,
+        events=options.events,
     )
-    result = run_plan(plan, executor, run_options, observer)
-    if executor.audit is not None:  # every tool call of the run, refusals included
-        executor.audit.write_jsonl(result.run_dir / "audit.jsonl")
-    return result
+    return PreparedApply(spec, where, plan, executor, run_options, options)
+
+
+def apply(
+    spec_or_path: Spec | str | Path,
+    options: ApplyOptions | None = None,
+    observer: Observer | None = None,
+    *,
+    spec_path: str | Path | None = None,
+) -> RunResult:
+    """Run a spec to the end. Returns the RunResult; raises SpecError for bad specs/inputs."""
+    from codexflow.runtime import run_plan
+
+    ready = prepare_apply(spec_or_path, options, spec_path=spec_path)
+    return run_plan(
+        ready.plan,
+        ready.executor,
+        ready.run_options,
+        observer,
+        parameters=ready.parameters(),
+        after=ready.finish,
+    )
 
 
 def with_model(spec: Spec, model: str) -> Spec:

@@ -198,7 +198,7 @@ def plan(
         spec = with_model(spec, model)
     compiled = compile_spec(spec, parse_assignments(set_ or []))
     cached = None
-    if (state_dir / "cache").is_dir():
+    if (state_dir / "results").is_dir():  # runtime.store.RESULTS_DIR, without importing it
         from codexflow.runtime import cache_status
 
         cached = cache_status(compiled, state_dir)

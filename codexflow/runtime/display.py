@@ -69,6 +69,14 @@ class ConsoleObserver:
         self.started[step_id] = time.perf_counter()
         self.console.print(f"[dim]▶ {name}[/]")
 
+    def on_stopping(self, running: list[str], grace: float) -> None:
+        """The first Ctrl-C: say at once what the run now waits for, and how to stop now."""
+        waiting = ", ".join(running) if running else "nothing"
+        self.console.print(
+            f"[yellow]Stopping: nothing new starts; waiting up to {grace:g} s for {waiting} "
+            "(results are kept; a re-apply resumes). Press Ctrl-C again to stop now.[/]"
+        )
+
     def on_step_end(self, step_id: str, status: StepStatus, record: StepRecord) -> None:
         style = _STYLE.get(status, "")
         elapsed = time.perf_counter() - self.started.pop(step_id, time.perf_counter())

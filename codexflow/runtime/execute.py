@@ -1,20 +1,26 @@
-"""Running one unit off the event loop: a daemon thread per call, timeouts, retries with backoff."""
+"""Running one unit's work off the event loop: pool threads that carry the caller's context,
+and the direct (`--no-prefect`) attempt loop with timeouts and retries with backoff."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import queue
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from codexflow.agents.step_io import StepCall, StepExecutor, StepResult
 from codexflow.errors import BudgetExceeded, CodexflowError
+from codexflow.runtime.durable import CURRENT, Journal, UnitContext, secret_values
 
-OutcomeKind = Literal["succeeded", "failed", "budget", "stopped"]
+# cached: answered from the result store, no executor call. budget: stopped by the budget, to be
+# submitted again if it is raised. denied: an approval gate said no.
+OutcomeKind = Literal["succeeded", "cached", "failed", "budget", "denied"]
 
 
 @dataclass
@@ -25,6 +31,8 @@ class Outcome:
     result: StepResult | None = None
     error: BaseException | None = None
     attempts: int = 0
+    started_at: float | None = None  # wall clock when the work began (first attempt)
+    ended_at: float | None = None  # and when it ended
 
 
 class DaemonPool:
@@ -72,8 +80,10 @@ POOL = DaemonPool()
 
 
 def in_thread(fn: Callable[[], Any]) -> asyncio.Future[Any]:
-    """Run `fn` on a pool thread; the future settles on the calling event loop."""
+    """Run `fn` on a pool thread, in a copy of the caller's context (the unit being run, and
+    Prefect's task-run context for its logger); the future settles on the calling event loop."""
     loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()
     future: asyncio.Future[Any] = loop.create_future()
 
     def settle(value: Any, error: BaseException | None) -> None:
@@ -87,7 +97,7 @@ def in_thread(fn: Callable[[], Any]) -> asyncio.Future[Any]:
     def job() -> None:
         value, error = None, None
         try:
-            value = fn()
+            value = context.run(fn)
         except BaseException as exc:
             error = exc
         # A stopped run may have closed its loop while this call ran on: the result is
@@ -105,27 +115,49 @@ def retryable(error: BaseException) -> bool:
     return not isinstance(error, CodexflowError)
 
 
+async def attempt(
+    executor: StepExecutor,
+    call: StepCall,
+    unit_id: str,
+    journal: Journal | None,
+    log: Any = None,
+) -> StepResult:
+    """One attempt of a unit: the executor call on a pool thread, with the unit's journal and
+    logger in its context. When the attempt is given up (timeout, cancel), the thread cannot be
+    killed, but it makes no further model request or tool call."""
+    unit = UnitContext(unit_id, journal, log, secrets=secret_values())
+    if journal is not None:
+        journal.rewind()
+    token = CURRENT.set(unit)
+    try:
+        result: StepResult = await in_thread(lambda: executor.execute(call))
+        return result
+    except BaseException:
+        unit.cancelled.set()
+        raise
+    finally:
+        CURRENT.reset(token)
+
+
 async def execute_unit(
     executor: StepExecutor,
     call: StepCall,
-    after: Callable[[StepResult], None],
+    unit_id: str,
+    journal: Journal | None,
     stopping: Callable[[], bool],
 ) -> Outcome:
-    """Call the executor with the step's timeout and retries. `after` runs in the worker thread
-    right after a success (the store write), so a result is on disk before anyone hears of it."""
+    """The direct engine's attempts: the step's timeout, retries with backoff and jitter (the
+    Prefect engine gives both to Prefect's task retries instead)."""
     step = call.step
     attempts = 0
+    began = time.time()
     while True:
         attempts += 1
-
-        def work() -> StepResult:
-            result = executor.execute(call)
-            after(result)
-            return result
-
         try:
-            result = await asyncio.wait_for(in_thread(work), timeout=step.timeout or None)
-            return Outcome("succeeded", result=result, attempts=attempts)
+            result = await asyncio.wait_for(
+                attempt(executor, call, unit_id, journal), timeout=step.timeout or None
+            )
+            return Outcome("succeeded", result, None, attempts, began, time.time())
         except BudgetExceeded as exc:
             return Outcome("budget", error=exc, attempts=attempts)
         except TimeoutError:
@@ -135,7 +167,10 @@ async def execute_unit(
         except Exception as exc:
             error = exc
         if attempts > step.retries or not retryable(error) or stopping():
-            return Outcome("failed", error=error, attempts=attempts)
-        # Exponential backoff with jitter, so parallel retries against one provider spread out.
-        delay = step.retry_delay * (2 ** (attempts - 1)) * random.uniform(0.5, 1.5)
-        await asyncio.sleep(delay)
+            return Outcome("failed", None, error, attempts, began, time.time())
+        await asyncio.sleep(backoff(step.retry_delay, attempts))
+
+
+def backoff(base: float, attempts: int) -> float:
+    """Exponential backoff with jitter, so parallel retries against one provider spread out."""
+    return base * (2 ** (attempts - 1)) * random.uniform(0.5, 1.5)

@@ -1,8 +1,10 @@
 """Limits across processes: Prefect global concurrency limits, used only with a Prefect server.
 
 With `PREFECT_API_URL` set, every executor call of a step holds one slot of
-`codexflow-provider-<prefix>` (limit: the spec's `providers.<prefix>.max_concurrency`) and one of
-`codexflow-agent-<name>` (limit: the agent's `replicas`), so several `codexflow apply`
+`codexflow-provider-<prefix>` (limit: the spec's `providers.<prefix>.max_concurrency`; one
+provider, one limit, shared by every spec on the server: the last run to start sets its size)
+and one of `codexflow-agent-<spec>-<name>` (limit: the agent's `replicas`; scoped to its spec,
+so one spec's `replicas: 2` never changes another's), so several `codexflow apply`
 processes sharing the server never exceed the spec's limits together. The in-process limits
 of the scheduler still apply first; this module only adds the server's slots around the call.
 
@@ -73,7 +75,7 @@ class GlobalLimits:
         for step in plan.steps:
             names = []
             if step.agent is not None and step.agent in options.agent_limits:
-                names.append(limit_name("agent", step.agent))
+                names.append(limit_name("agent", f"{plan.name}-{step.agent}"))
                 self.limits[names[-1]] = options.agent_limits[step.agent]
             provider = provider_of(step)
             if provider in options.provider_limits:

@@ -1,4 +1,5 @@
-"""`run_plan`: run a Plan with an executor, in a Prefect flow or locally, and record the run."""
+"""`run_plan`: run a Plan's units through Prefect (the `apply-spec` flow) or directly, and
+record the run. Both engines share the scheduler, the units, the cache and the records."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from codexflow.agents.step_io import StepExecutor
 from codexflow.compiler.plan import Plan
-from codexflow.errors import BudgetExceeded
-from codexflow.runtime.record import RunRecord, new_run_id, report
-from codexflow.runtime.scheduler import Scheduler, Wrap, run_directly
+from codexflow.runtime.record import RunRecord, new_run_id
+from codexflow.runtime.runners import LocalRunner, UnitRunner
+from codexflow.runtime.scheduler import Scheduler
 from codexflow.runtime.types import (
     NullObserver,
     Observer,
@@ -26,7 +27,6 @@ from codexflow.runtime.types import (
 )
 
 logger = logging.getLogger(__name__)
-AskBudget = Callable[[BudgetExceeded], Awaitable[float | None]]
 
 
 def run_plan(
@@ -34,74 +34,72 @@ def run_plan(
     executor: StepExecutor,
     options: RunOptions | None = None,
     observer: Observer | None = None,
+    parameters: dict[str, Any] | None = None,
+    after: Any = None,
 ) -> RunResult:
-    """Run every step of `plan`, reusing cached results; never raises for a failed step
-    (the result's status says it); Ctrl-C / SIGTERM stop cleanly with a resumable state."""
+    """Run every unit of `plan`, reusing cached results; never raises for a failed step
+    (the result's status says it); Ctrl-C / SIGTERM stop cleanly with a resumable state.
+
+    `parameters` are the `apply-spec` flow run's parameters (what the Prefect UI shows);
+    `after(result)` runs once the run is recorded, inside the flow run when there is one."""
     options = options or RunOptions()
     observer = observer or NullObserver()
     run_id = options.run_id or new_run_id()
-    record = RunRecord(options.state_dir, run_id)
-
-    async def go(wrap: Wrap, pause: AskBudget | None = None) -> RunResult:
-        started = time.perf_counter()
-        scheduler = Scheduler(plan, executor, options, observer, record, wrap)
-        scheduler.pause_for_budget = pause
-        with (
-            _stop_on_signals(scheduler, options.handle_signals),
-            _stop_on_event(scheduler, options.stop_event),
-        ):
-            records = await scheduler.run()
-        result = _result(plan, run_id, records, scheduler, time.perf_counter() - started, record)
-        record.write_summary(result)
+    if options.engine == "local":
+        record = RunRecord(options.state_dir, run_id)
+        runner = LocalRunner(executor, options.state_dir, options.fresh)
+        result = asyncio.run(drive(plan, runner, options, observer, record))
+        if after is not None:
+            after(result)
         return result
 
-    if options.engine == "local":
-        return asyncio.run(go(run_directly))
-
-    from codexflow.runtime.prefect_env import configure_prefect, server_url, ui_url
+    from codexflow.runtime.prefect_env import configure_prefect
 
     configure_prefect(options.state_dir, options.verbose)
-    api_url = server_url()
-    if api_url and (options.provider_limits or options.agent_limits):
-        # Across processes sharing the server: each executor call also holds global slots.
-        from codexflow.runtime.global_limits import GlobalLimits
+    from codexflow.runtime.flow import run_flow
 
-        limits = GlobalLimits(plan, options, api_url)
-        try:
-            limits.setup()
-            executor = limits.wrap(executor)
-        except Exception as exc:  # like the flow run: the work goes on, with in-process limits
-            logger.warning("Prefect global concurrency limits not set up on %s: %s", api_url, exc)
-    from codexflow.runtime.prefect_flow import PrefectMirror
+    flow_parameters = parameters or {"spec": plan.name, "inputs": dict(plan.inputs)}
+    return run_flow(plan, executor, options, observer, run_id, flow_parameters, after)
 
-    # The flow run starts on its own thread while the first steps already run.
-    announce = getattr(observer, "on_flow_run", None)
-    mirror = PrefectMirror(
-        plan.name, run_id, (lambda fid: announce(fid, ui_url(fid))) if announce else None
-    )
-    mirror.start()
-    pause = options.budget_pause if options.budget_pause is not None else bool(server_url())
 
-    async def pause_for_budget(exc: BudgetExceeded) -> float | None:
-        await asyncio.to_thread(mirror.started.wait, 60.0)
-        if mirror.flow_run_id is None:  # Prefect is not there to ask: stop cleanly
-            return None
-        return await asyncio.wrap_future(mirror.pause(str(exc), options.budget_wait))
+async def drive(
+    plan: Plan,
+    runner: UnitRunner,
+    options: RunOptions,
+    observer: Observer,
+    record: RunRecord,
+    prepare: Any = None,
+) -> RunResult:
+    """Schedule the plan's units on this event loop until they are done or the run stops;
+    `prepare(scheduler)` hooks the scheduler up first (the Prefect flow's pauses and cancel)."""
+    started = time.perf_counter()
+    if options.events is not None:
+        from codexflow.events import Event
+        from codexflow.runtime.emit import EmittingObserver
 
-    result = asyncio.run(go(mirror.wrap, pause_for_budget if pause else None))
-    mirror.started.wait(timeout=60.0)
-    if mirror.error is not None:  # the work is done and recorded on disk, just not in Prefect
-        logger.warning(
-            "Prefect did not record run %s: %s",
-            run_id,
-            mirror.error,
-            exc_info=mirror.error if options.verbose else None,
+        observer = EmittingObserver(observer, options.events, record.run_id)
+        options.events.emit(
+            Event("codexflow.run.started", record.run_id, payload={"plan": plan.name})
         )
-    if mirror.flow_run_id is not None:
-        result.prefect_flow_run_id = mirror.flow_run_id
-        result.ui_url = ui_url(mirror.flow_run_id)
-        record.write_summary(result)
-    mirror.finish(report(result), f"codexflow run {run_id}: {result.status}", result.status)
+    scheduler = Scheduler(plan, runner, options, observer, record)
+    if isinstance(runner, LocalRunner):
+        runner.stopping = lambda: bool(scheduler.stop_reason)
+    if prepare is not None:
+        prepare(scheduler)
+    with (
+        _stop_on_signals(scheduler, options.handle_signals, observer),
+        _stop_on_event(scheduler, options.stop_event),
+    ):
+        records = await scheduler.run()
+        await scheduler.settle()
+        records = scheduler._final_records()
+    result = _result(plan, record.run_id, records, scheduler, time.perf_counter() - started, record)
+    record.write_summary(result)
+    if options.events is not None:
+        from codexflow.events import Event
+
+        totals = {"status": result.status, "reason": result.reason, "plan": plan.name}
+        options.events.emit(Event("codexflow.run.finished", record.run_id, payload=totals))
     return result
 
 
@@ -142,7 +140,7 @@ def _result(
 
 
 @contextlib.contextmanager
-def _stop_on_signals(scheduler: Scheduler, enabled: bool) -> Iterator[None]:
+def _stop_on_signals(scheduler: Scheduler, enabled: bool, observer: Observer) -> Iterator[None]:
     """First SIGINT/SIGTERM: admit nothing new, let running steps land. A second: stop waiting."""
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield
@@ -156,6 +154,11 @@ def _stop_on_signals(scheduler: Scheduler, enabled: bool) -> Iterator[None]:
         scheduler.request_stop(f"stopped by {sig.name}")
         if hits["count"] > 1:
             scheduler.hurry()
+            return
+        stopping = getattr(observer, "on_stopping", None)
+        if stopping is not None:  # say at once what the run now waits for
+            with contextlib.suppress(Exception):
+                stopping(scheduler.running_names(), scheduler.options.grace_seconds)
 
     for sig in previous:
         loop.add_signal_handler(sig, on_signal, sig)

@@ -11,37 +11,35 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from codexflow.agents.step_io import StepExecutor, StepResult
+from codexflow.agents.step_io import StepResult
 from codexflow.compiler.plan import Plan, Step
 from codexflow.errors import BudgetExceeded
-from codexflow.runtime.execute import POOL, Outcome, execute_unit
+from codexflow.runtime.execute import POOL, Outcome
 from codexflow.runtime.record import RunRecord
+from codexflow.runtime.runners import UnitRunner
 from codexflow.runtime.store import ResultStore
 from codexflow.runtime.types import Observer, RunOptions, StepRecord, StepStatus
 from codexflow.runtime.units import Unit, critical_path_lengths, descendants, expand, prepare
 
-# How a unit's execution is wrapped: the Prefect adapter makes each one a task run.
-Wrap = Callable[[Unit, Callable[[], Awaitable[Outcome]]], Awaitable[Outcome]]
-
-
-async def run_directly(unit: Unit, body: Callable[[], Awaitable[Outcome]]) -> Outcome:
-    return await body()
+# Headless with Prefect: ask a person in the Prefect UI (a paused flow run with a form).
+AskGate = Callable[[Step, str], Awaitable[bool | None]]
 
 
 class Scheduler:
-    """Runs a plan's units on the current event loop. One instance per run."""
+    """Decides when each unit is submitted (its own dependencies done, longest remaining path
+    first, within the caps); the runner executes and records it (Prefect task runs, or
+    directly). One instance per run, on the run's event loop."""
 
     def __init__(
         self,
         plan: Plan,
-        executor: StepExecutor,
+        runner: UnitRunner,
         options: RunOptions,
         observer: Observer,
         record: RunRecord,
-        wrap: Wrap = run_directly,
     ) -> None:
-        self.plan, self.executor, self.options, self.observer = plan, executor, options, observer
-        self.record, self.wrap = record, wrap
+        self.plan, self.runner, self.options, self.observer = plan, runner, options, observer
+        self.record = record
         self.store = ResultStore(options.state_dir)
         self.priority = critical_path_lengths(plan)
         self.below = descendants(plan)
@@ -61,11 +59,14 @@ class Scheduler:
         self.ready: list[tuple[int, int, Unit, Any, str]] = []  # (-priority, seq, unit, call, key)
         self.seq = itertools.count()
         self.running = 0
+        self.in_flight: set[str] = set()  # unit ids running now
         self.busy: dict[str, int] = {}  # "agent:coder" / "provider:openai" -> units running
         self.blocked: list[tuple[Unit, Any, str]] = []  # units stopped by the budget
         self.budget_error: BaseException | None = None
-        # Set by the Prefect adapter: pause the flow run and wait for a new limit from the UI.
+        # Set by the Prefect flow: pause the flow run and wait for an answer typed into the UI.
         self.pause_for_budget: Callable[[BudgetExceeded], Awaitable[float | None]] | None = None
+        self.pause_for_gate: AskGate | None = None
+        self.units: dict[str, list[str]] = {}  # step id -> its unit ids (for upstream edges)
         self.asking = 0  # approval questions in flight
         self.stop_reason = ""
         self.deadline: float | None = None  # when a stopped run stops waiting for running units
@@ -80,6 +81,10 @@ class Scheduler:
             self.stop_reason = reason
             self.deadline = time.monotonic() + self.options.grace_seconds
         self.wake.set()
+
+    def running_names(self) -> list[str]:
+        """The units running now (what a stopping run waits for)."""
+        return [r.name for r in self.records.values() if r.id in self.in_flight]
 
     def hurry(self) -> None:
         """Stop waiting for running units (a second Ctrl-C)."""
@@ -133,6 +138,7 @@ class Scheduler:
             for unit in units:
                 self.records[unit.id] = self._record(unit)
         self.open[step.id] = len(units)
+        self.units[step.id] = [unit.id for unit in units]
         for unit in units:
             if step.kind == "approval":
                 self.asking += 1
@@ -145,27 +151,62 @@ class Scheduler:
             except Exception as exc:
                 self._finish(unit, "failed", error=f"cannot render prompt: {exc}")
                 continue
-            cached = None if (self.options.fresh or not step.cache) else self.store.get(key)
-            if cached is not None:
-                self._finish(unit, "cached", result=cached)
+            if not self.options.fresh and step.cache and self.store.has(key):
+                # Known answer: no slot, no wait; the runner still records it (a Cached task run).
+                self.running += 1
+                self._spawn(self._run_unit(unit, call, key, limited=False))
             else:
                 heapq.heappush(
                     self.ready, (-self.priority[step.id], next(self.seq), unit, call, key)
                 )
 
+    def upstream(self, step: Step) -> list[str]:
+        """The units this step's units wait for: every unit of every dependency."""
+        return [unit for dep in step.depends_on for unit in self.units.get(dep, [dep])]
+
     async def _approve(self, unit: Unit) -> None:
-        step = unit.step
         self.observer.on_step_start(unit.id, unit.name)
-        approved = step.task in self.options.approve or step.id in self.options.approve
-        if not approved and self.options.ask_approval is not None:
-            async with self.approval_lock:  # one question at a time on the terminal
-                approved = bool(await asyncio.to_thread(self.options.ask_approval, step))
-        self.asking -= 1
-        self.wake.set()
-        if approved:
+        try:
+            outcome = await self.runner.gate(unit, self.upstream(unit.step), self._decide)
+        except Exception as exc:  # the runner itself broke: the gate is not passed
+            outcome = Outcome("failed", error=exc, attempts=1)
+        finally:
+            self.asking -= 1
+            self.wake.set()
+        if outcome.kind == "succeeded":
             self._finish(unit, "succeeded", result=StepResult(output=True))
+        elif outcome.kind == "denied":
+            self._finish(unit, "denied", error=str(outcome.error or "not approved"))
         else:
-            self._finish(unit, "denied", error="not approved")
+            self._finish(unit, "failed", error=f"approval failed: {outcome.error}")
+
+    async def _decide(self, step: Step) -> tuple[bool, str]:
+        """Whether a gate passes, and who said so."""
+        if step.task in self.options.approve or step.id in self.options.approve:
+            return True, "approved ahead (--approve)"
+        async with self.approval_lock:  # one question at a time
+            if self.options.ask_approval is not None:
+                answer = bool(await asyncio.to_thread(self.options.ask_approval, step))
+                return answer, "approved at the terminal" if answer else "denied at the terminal"
+            if self.pause_for_gate is not None:
+                reply = await self.pause_for_gate(step, self._gate_summary(step))
+                if reply is not None:
+                    return reply, "approved in Prefect" if reply else "denied in Prefect"
+                return False, "no answer in Prefect before the wait ran out"
+        return False, "not approved (headless: name it with --approve)"
+
+    def _gate_summary(self, step: Step) -> str:
+        """What a person approves: the gated task, its agent and prompt, what it is given."""
+        gated = [s for s in self.plan.steps if step.id in s.depends_on]
+        lines = []
+        for target in gated:
+            lines.append(f"task {target.task} (agent {target.agent or target.kind})")
+            if target.prompt:
+                lines.append(f"prompt: {target.prompt[:600]}")
+            for dep in target.context:
+                if dep in self.outputs:
+                    lines.append(f"input {dep}: {str(self.outputs[dep])[:300]}")
+        return "\n".join(lines) or f"gate {step.id}"
 
     # -- running ------------------------------------------------------------------------------
     def _admit(self) -> None:
@@ -186,7 +227,7 @@ class Scheduler:
             for key, _ in keys:
                 self.busy[key] = self.busy.get(key, 0) + 1
             self.running += 1
-            self._spawn(self._run_unit(unit, entry[3], entry[4]))
+            self._spawn(self._run_unit(unit, entry[3], entry[4], limited=True))
         for entry in held:
             heapq.heappush(self.ready, entry)
 
@@ -205,43 +246,48 @@ class Scheduler:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _run_unit(self, unit: Unit, call: Any, key: str) -> None:
+    async def _run_unit(self, unit: Unit, call: Any, key: str, limited: bool) -> None:
         self.observer.on_step_start(unit.id, unit.name)
         started = time.perf_counter()
-        store = self.store if unit.step.cache else None
-
-        def after(result: StepResult) -> None:
-            if store is not None:
-                store.put(key, unit.id, result)
-
-        def body() -> Awaitable[Outcome]:
-            return execute_unit(self.executor, call, after, lambda: bool(self.stop_reason))
-
+        self.records[unit.id].started_at = time.time()
+        self.in_flight.add(unit.id)
         try:
-            outcome = await self.wrap(unit, body)
-        except Exception as exc:  # the wrapper itself broke (e.g. Prefect): the unit failed
+            outcome = await self.runner.execute(unit, call, key, self.upstream(unit.step))
+        except Exception as exc:  # the runner itself broke (e.g. Prefect): the unit failed
             outcome = Outcome("failed", error=exc, attempts=1)
         finally:
+            self.in_flight.discard(unit.id)
             self.running -= 1
-            for limit_key, _ in self._limit_keys(unit.step):
-                self.busy[limit_key] -= 1
+            if limited:
+                for limit_key, _ in self._limit_keys(unit.step):
+                    self.busy[limit_key] -= 1
             self.wake.set()
         record = self.records[unit.id]
+        record.started_at = outcome.started_at or record.started_at
+        record.ended_at = outcome.ended_at or time.time()
         record.duration += time.perf_counter() - started
         record.attempts += outcome.attempts
         if outcome.kind == "budget":
             self.blocked.append((unit, call, key))
             self.budget_error = outcome.error
-        elif outcome.kind == "succeeded":
-            self._finish(unit, "succeeded", result=outcome.result)
+        elif outcome.kind in ("succeeded", "cached"):
+            self._finish(unit, outcome.kind, result=outcome.result)
         else:
-            self._finish(unit, "failed", error=f"{type(outcome.error).__name__}: {outcome.error}")
+            self._finish(unit, "failed", error=_describe(outcome.error))
 
     async def _ask_budget(self) -> None:
         """Every running unit has returned; ask once for more budget, then resume or stop."""
         exc = self.budget_error
         if not isinstance(exc, BudgetExceeded):
             exc = BudgetExceeded(f"budget reached at {self.blocked[0][0].id}")
+        if self.options.events is not None:
+            from codexflow.events import Event
+
+            payload = {"limit_kind": exc.limit_kind, "spent": exc.spent, "limit": exc.limit,
+                       "message": exc.message}  # fmt: skip
+            self.options.events.emit(
+                Event("codexflow.budget.reached", self.record.run_id, payload=payload)
+            )
         new_limit = None
         if self.options.on_budget is not None:
             new_limit = await asyncio.to_thread(self.options.on_budget, exc)
@@ -303,15 +349,36 @@ class Scheduler:
         if step.id in self.broken:
             return
         self.broken.add(step.id)
+        by_id = {s.id: s for s in self.plan.steps}
         for below in self.below[step.id]:
             self.broken.add(below)
             skipped = self.records.get(below)
             if skipped is not None and skipped.status == "not_run":
                 skipped.status, skipped.error = "skipped", f"upstream {step.id} {record.status}"
                 self.observer.on_step_end(below, "skipped", skipped)
+                self._spawn(
+                    self.runner.skip(
+                        skipped.id, skipped.name, self.upstream(by_id[below]), skipped.error
+                    )
+                )
+
+    async def settle(self, timeout: float = 10.0) -> None:
+        """After `run()`: cancel the units still running (a stop past its grace period) and let
+        every task end, so their Prefect task runs get a final state before the flow ends."""
+        pending = [task for task in self.tasks if not task.done()]
+        if not pending:
+            return
+        if self.stop_reason:
+            for task in pending:
+                task.cancel()
+        await asyncio.wait(pending, timeout=timeout)
 
     def _final_records(self) -> dict[str, StepRecord]:
         order = {step.id: i for i, step in enumerate(self.plan.steps)}
         return dict(
             sorted(self.records.items(), key=lambda kv: (order[kv[1].step], kv[1].index or 0))
         )
+
+
+def _describe(error: BaseException | None) -> str:
+    return f"{type(error).__name__}: {error}" if error is not None else "failed"

@@ -1,4 +1,11 @@
-"""The result store: one JSON file per cache key under `<state_dir>/cache/`, written atomically."""
+"""The result store: Prefect result records (JSON) under `<state_dir>/results/`, one per cache key.
+
+The same files are Prefect's cache (the task runs' result storage: a re-apply shows `Cached`
+task runs) and what `codexflow plan` and the `--no-prefect` engine read and write, without
+importing Prefect. The records are plain JSON end to end: the serializer has no object
+encoder or decoder, so a model's answer shaped like `{"__class__": "mod.Cls", ...}` can never
+make a cache read import anything; records whose metadata names another serializer are ignored.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from codexflow.agents.step_io import StepResult
+
+RESULTS_DIR = "results"
+# The JSON serializer as Prefect describes it in a record's metadata (prefect.serializers).
+SERIALIZER: dict[str, Any] = {
+    "type": "json",
+    "jsonlib": "json",
+    "object_encoder": None,
+    "object_decoder": None,
+    "dumps_kwargs": {},
+    "loads_kwargs": {},
+}
 
 
 def _canonical(value: Any) -> str:
@@ -32,37 +50,47 @@ def write_json_atomic(path: Path, data: Any) -> None:
     No fsync: a killed process loses nothing that reached the page cache, and after a power
     loss an empty or torn entry reads as absent (the step runs again). fsync cost ~4 ms per
     step here, more than the rest of the scheduler's work for it."""
+    text = json.dumps(data, ensure_ascii=False, indent=1, default=repr)
+    write_text_atomic(path, text)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, ensure_ascii=False, indent=1, default=repr)
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogatepass") as handle:
+            handle.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-class ResultStore:
-    """Cached step results, shared by every run that uses the same state directory."""
+def result_to_json(result: StepResult) -> dict[str, Any]:
+    """What a unit's task run returns and Prefect persists: plain JSON values only."""
+    data = {
+        "output": result.output,
+        "model": result.model,
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "cost_usd": result.cost_usd,
+        "llm_calls": result.llm_calls,
+        "tool_calls": result.tool_calls,
+        "records": result.records,
+    }
+    # Round-trip through JSON: whatever a tool or model produced (tuples, odd objects) is stored
+    # exactly as a later run will read it back, so a cached run and a fresh one see the same.
+    clean: dict[str, Any] = json.loads(json.dumps(data, ensure_ascii=False, default=repr))
+    return clean
 
-    def __init__(self, state_dir: Path) -> None:
-        self.root = Path(state_dir) / "cache"
 
-    def _path(self, key: str) -> Path:
-        # Two-level fan-out keeps directories small for big runs.
-        return self.root / key[:2] / f"{key}.json"
-
-    def get(self, key: str) -> StepResult | None:
-        try:
-            data = json.loads(self._path(key).read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-            return None  # absent or unreadable: the unit simply runs again
-        if not isinstance(data, dict) or data.get("key") != key:
-            return None
+def result_from_json(data: Any) -> StepResult | None:
+    if not isinstance(data, dict):
+        return None
+    try:
         return StepResult(
             output=data.get("output"),
-            model=data.get("model", ""),
+            model=str(data.get("model", "")),
             prompt_tokens=int(data.get("prompt_tokens", 0)),
             completion_tokens=int(data.get("completion_tokens", 0)),
             cost_usd=float(data.get("cost_usd", 0.0)),
@@ -70,23 +98,54 @@ class ResultStore:
             tool_calls=int(data.get("tool_calls", 0)),
             records=list(data.get("records", [])),
         )
+    except (TypeError, ValueError):
+        return None
+
+
+class ResultStore:
+    """Cached unit results, shared by every run that uses the same state directory."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.root = Path(state_dir) / RESULTS_DIR
+
+    def path(self, key: str) -> Path:
+        # Flat, as Prefect's LocalFileSystem result storage lays them out: the key is the name.
+        return self.root / key
+
+    def get(self, key: str) -> StepResult | None:
+        try:
+            record = json.loads(self.path(key).read_text(encoding="utf-8"))
+            metadata = record["metadata"]
+            if metadata.get("serializer", {}).get("type") != "json":
+                return None  # not written by codexflow: never decoded with another serializer
+            payload = record["result"]
+            data = json.loads(payload) if isinstance(payload, str) else None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None  # absent, torn or foreign: the unit simply runs again
+        return result_from_json(data)
 
     def has(self, key: str) -> bool:
         return self.get(key) is not None
 
     def put(self, key: str, unit_id: str, result: StepResult) -> None:
-        write_json_atomic(
-            self._path(key),
-            {
-                "key": key,
-                "unit": unit_id,
-                "output": result.output,
-                "model": result.model,
-                "prompt_tokens": result.prompt_tokens,
-                "completion_tokens": result.completion_tokens,
-                "cost_usd": result.cost_usd,
-                "llm_calls": result.llm_calls,
-                "tool_calls": result.tool_calls,
-                "records": result.records,
+        """Write a record exactly as Prefect's result store would (read back as `Cached`)."""
+        record = {
+            "metadata": {
+                "storage_key": str(self.path(key)),
+                "expiration": None,
+                "serializer": SERIALIZER,
+                "prefect_version": _prefect_version(),
+                "storage_block_id": None,
             },
-        )
+            "result": json.dumps(result_to_json(result), ensure_ascii=False),
+        }
+        write_text_atomic(self.path(key), json.dumps(record, ensure_ascii=False))
+
+
+def _prefect_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("prefect")
+    except PackageNotFoundError:  # pragma: no cover - prefect is a dependency
+        return "3"

@@ -10,6 +10,7 @@ from typing import Any, Literal, Protocol
 
 from codexflow.compiler.plan import Step
 from codexflow.errors import BudgetExceeded
+from codexflow.events import EventBus
 
 # succeeded/cached: the unit has an output. denied: an approval gate said no.
 # skipped: an upstream unit failed or was denied. not_run: the run stopped before it.
@@ -65,7 +66,12 @@ class RunOptions:
     # Without `on_budget`: pause the Prefect flow run and wait for a new limit typed into the
     # Prefect UI. None: only when a Prefect server is configured (PREFECT_API_URL).
     budget_pause: bool | None = None
+    # Headless gates: pause the Prefect flow run with an approve/deny form. None: only when a
+    # Prefect server is configured (PREFECT_API_URL).
+    gate_pause: bool | None = None
     budget_wait: float = 3600.0  # seconds a paused run waits for an answer, then stops
+    # Provider and agent limits also as Prefect global concurrency limits (across processes).
+    global_limits: bool = True
     engine: Engine = "prefect"
     verbose: bool = False
     run_id: str | None = None  # generated when None
@@ -75,6 +81,9 @@ class RunOptions:
     # Set from any thread to stop the run like a first Ctrl-C (the MCP server's and the HTTP
     # API's cancel): nothing new starts, running units may land within `grace_seconds`.
     stop_event: threading.Event | None = None
+    # Every step, gate and budget event of the run (codexflow/events.py), for listeners:
+    # the memory database, Prefect events, the MCP server and HTTP API.
+    events: EventBus | None = None
 
 
 @dataclass
@@ -98,6 +107,8 @@ class StepRecord:
     error: str = ""
     output: Any = None
     index: int | None = None
+    started_at: float | None = None  # wall clock (epoch seconds) of the first attempt's start
+    ended_at: float | None = None  # wall clock of its end
 
     @property
     def tokens(self) -> int:
@@ -121,6 +132,8 @@ class StepRecord:
             "cached": self.cached,
             "attempts": self.attempts,
             "error": self.error,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
         }
 
 

@@ -76,6 +76,8 @@ class FakeExecutor:
     lock: threading.Lock = field(default_factory=threading.Lock)
     active: int = 0
     peak: int = 0
+    by_agent: dict[str, int] = field(default_factory=dict)  # agent -> units running now
+    agent_peak: dict[str, int] = field(default_factory=dict)  # agent -> most at once
 
     def execute(self, call: StepCall) -> StepResult:
         unit = (
@@ -83,10 +85,13 @@ class FakeExecutor:
             if call.index is None
             else f"{call.step.id.removesuffix('[*]')}[{call.index}]"
         )
+        agent = call.step.agent or ""
         with self.lock:
             self.calls.append(unit)
             self.active += 1
             self.peak = max(self.peak, self.active)
+            self.by_agent[agent] = self.by_agent.get(agent, 0) + 1
+            self.agent_peak[agent] = max(self.agent_peak.get(agent, 0), self.by_agent[agent])
         try:
             delay = self.delays.get(unit, self.latency)
             if delay:
@@ -105,6 +110,7 @@ class FakeExecutor:
         finally:
             with self.lock:
                 self.active -= 1
+                self.by_agent[agent] -= 1
 
 
 def six_step_plan(edited: str = "") -> Plan:

@@ -96,7 +96,7 @@ def test_store_roundtrip_is_atomic_and_tolerates_garbage(tmp_path: Path) -> None
         and got.cost_usd == 0.5
         and got.completion_tokens == 2
     )
-    files = list((tmp_path / "cache").rglob("*"))
+    files = list((tmp_path / "results").rglob("*"))
     assert not [f for f in files if f.name.endswith(".tmp")]
     path = next(f for f in files if f.is_file())
     path.write_text("{half a fi", encoding="utf-8")  # a torn file from elsewhere: treated as absent

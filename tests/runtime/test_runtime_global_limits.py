@@ -210,7 +210,7 @@ def test_apply_prints_the_flow_run_link_and_records_it(server: str, tmp_path: Pa
         time.sleep(0.2)
     assert names == ["writer: one", "writer: three", "writer: two"]
     assert api(server, "/v2/concurrency_limits/codexflow-provider-scripted")["limit"] == 1
-    assert api(server, "/v2/concurrency_limits/codexflow-agent-writer")["limit"] == 2
+    assert api(server, "/v2/concurrency_limits/codexflow-agent-limits-writer")["limit"] == 2
     assert slots(server, "codexflow-provider-scripted") == 0
 
 

@@ -8,6 +8,7 @@ import asyncio
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,29 +46,83 @@ async def task_runs(flow_run_id: str, expected: int) -> tuple[Any, list[Any], li
         return flow_run, runs, artifacts
 
 
+def unit_edges(result: Any) -> set[tuple[str, str]]:
+    """The plan's edges between units (every unit of a dependency -> every unit of the step)."""
+    units: dict[str, list[str]] = {}
+    for record in result.records.values():
+        units.setdefault(record.step, []).append(record.name)
+    plan = six_step_plan()
+    return {
+        (up, down)
+        for step in plan.steps
+        for dep in step.depends_on
+        for up in units.get(dep, [])
+        for down in units.get(step.id, [])
+    }
+
+
+def recorded_edges(runs: list[Any]) -> set[tuple[str, str]]:
+    by_id = {str(r.id): r.name for r in runs}
+    return {
+        (by_id[str(ref.id)], r.name)
+        for r in runs
+        for refs in r.task_inputs.values()
+        for ref in refs
+        if getattr(ref, "input_type", "") == "task_run" and str(ref.id) in by_id
+    }
+
+
 @pytest.mark.slow
-def test_prefect_flow_records_every_unit(tmp_path: Path) -> None:
+def test_every_unit_is_a_task_run_with_the_plans_edges_and_real_times(tmp_path: Path) -> None:
+    """Prefect executes the units: failed, skipped and retried units are task runs, their
+    `task_inputs` are the plan's edges, their start and end are the work's own; a re-apply
+    is only Cached task runs and calls nothing."""
     options = RunOptions(state_dir=tmp_path / "state", max_concurrency=4)
-    executor = FakeExecutor(latency=0.05, raise_on={"join": ProviderError("provider down")})
-    result = run_plan(six_step_plan(), executor, options)
+    executor = FakeExecutor(
+        latency=0.05, fail={"a": 1}, raise_on={"join": ProviderError("provider down")}
+    )
+    plan = six_step_plan()
+    steps = tuple(replace(s, retries=1) if s.id == "a" else s for s in plan.steps)
+    plan = replace(plan, steps=steps)
+    result = run_plan(plan, executor, options)
     assert result.status == "failed" and result.prefect_flow_run_id
     assert result.ui_url is None  # embedded server: no UI to link to
 
-    flow_run, runs, artifacts = asyncio.run(task_runs(result.prefect_flow_run_id, expected=7))
+    flow_run, runs, artifacts = asyncio.run(task_runs(result.prefect_flow_run_id, expected=8))
     assert flow_run.name == result.run_id and flow_run.state.type.value == "FAILED"
-    states = {r.name: r.state.type.value for r in runs}
+    assert "spec:six" in flow_run.tags and "agent:worker" in flow_run.tags
+    states = {r.name: (r.state.type.value, r.state.name) for r in runs}
     assert states == {
-        "worker: plan": "COMPLETED", "worker: work[0]": "COMPLETED", "worker: work[1]": "COMPLETED",
-        "worker: work[2]": "COMPLETED", "worker: a": "COMPLETED", "worker: b": "COMPLETED",
-        "worker: join": "FAILED",
+        "worker: plan": ("COMPLETED", "Completed"), "worker: work[0]": ("COMPLETED", "Completed"),
+        "worker: work[1]": ("COMPLETED", "Completed"), "worker: work[2]": ("COMPLETED", "Completed"),
+        "worker: a": ("COMPLETED", "Completed"), "worker: b": ("COMPLETED", "Completed"),
+        "worker: join": ("FAILED", "Failed"), "worker: final": ("CANCELLED", "Skipped"),
     }  # fmt: skip
-    assert [a.key for a in artifacts] == ["codexflow-six"]
-    assert "| join | worker | failed |" in str(artifacts[0].data)
+    by_name = {r.name: r for r in runs}
+    assert "provider down" in (by_name["worker: join"].state.message or "")
+    assert by_name["worker: a"].run_count == 2  # a Prefect retry, visible as such
+    assert recorded_edges(runs) == unit_edges(result)
+    for record in result.records.values():
+        if record.status in ("succeeded", "failed"):
+            run = by_name[record.name]
+            assert abs(run.start_time.timestamp() - record.started_at) < 0.2, record.name
+            assert abs(run.end_time.timestamp() - record.ended_at) < 0.2, record.name
+    keys = {a.key for a in artifacts}
+    assert keys == {"codexflow-six", "codexflow-six-steps"}
+    report = next(a for a in artifacts if a.key == "codexflow-six")
+    assert "| join | worker | failed |" in str(report.data)
 
-    # The cache is codexflow's own: a second Prefect run pays for the failed part only.
+    # Prefect's cache: a second run pays for the failed part only...
     executor = FakeExecutor()
-    again = run_plan(six_step_plan(), executor, options)
+    again = run_plan(plan, executor, options)
     assert again.ok and executor.calls == ["join", "final"]
+    # ...and a third is nothing but Cached task runs.
+    executor = FakeExecutor()
+    third = run_plan(plan, executor, options)
+    assert third.ok and executor.calls == []
+    assert third.prefect_flow_run_id is not None
+    _, runs, _ = asyncio.run(task_runs(third.prefect_flow_run_id, expected=8))
+    assert len(runs) == 8 and {r.state.name for r in runs} == {"Cached"}
 
 
 def test_importing_the_runtime_does_not_import_prefect() -> None:

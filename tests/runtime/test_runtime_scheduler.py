@@ -220,9 +220,43 @@ def test_agent_replicas_and_provider_limits(tmp_path: Path) -> None:
     result = run_plan(plan, executor, options)
     assert result.ok
     # With coders capped at 2, reviewers fill the other slots: 2 + 6 at the start.
+    assert executor.agent_peak == {"coder": 2, "reviewer": 6}
     assert executor.peak == 8
     executor = FakeExecutor(latency=0.05)
     result = run_plan(
         plan, executor, local(tmp_path / "p", fresh=True, provider_limits={"fake": 3})
     )
     assert result.ok and executor.peak == 3
+
+
+def test_the_run_emits_its_step_events_on_the_bus(tmp_path: Path) -> None:
+    from codexflow.events import Event, EventBus
+
+    bus, seen = EventBus(), []
+
+    def listen(event: Event) -> None:
+        seen.append((event.name, event.step_id))
+
+    bus.subscribe(listen)
+    executor = FakeExecutor(raise_on={"join": ProviderError("down")})
+    options = RunOptions(state_dir=tmp_path, engine="local", events=bus)
+    result = run_plan(six_step_plan(), executor, options)
+    assert result.status == "failed"
+    names = [name for name, _ in seen]
+    assert names[0] == "codexflow.run.started" and names[-1] == "codexflow.run.finished"
+    assert ("codexflow.step.failed", "join") in seen
+    assert ("codexflow.step.skipped", "final") in seen
+    assert names.count("codexflow.step.started") == 7  # every unit that ran (not the skipped)
+    assert names.count("codexflow.step.finished") == 6
+
+
+def test_fan_out_items_never_share_a_cached_answer(tmp_path: Path) -> None:
+    """A fan-out whose prompt does not mention `{{ item }}` still caches one answer per item:
+    the item is part of each unit's cache key, so a re-run serves each item its own answer."""
+    plan = make_plan("items", [S("each[*]", prompt="the same words", for_each=("x", "y", "z"), task="each")])
+    first = run_plan(plan, FakeExecutor(), local(tmp_path))
+    executor = FakeExecutor()
+    again = run_plan(plan, executor, local(tmp_path))
+    assert executor.calls == []  # all three from the cache...
+    assert again.outputs == first.outputs
+    assert len(set(again.outputs["each"])) == 3  # ...each its own
