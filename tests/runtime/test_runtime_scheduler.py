@@ -253,7 +253,9 @@ def test_the_run_emits_its_step_events_on_the_bus(tmp_path: Path) -> None:
 def test_fan_out_items_never_share_a_cached_answer(tmp_path: Path) -> None:
     """A fan-out whose prompt does not mention `{{ item }}` still caches one answer per item:
     the item is part of each unit's cache key, so a re-run serves each item its own answer."""
-    plan = make_plan("items", [S("each[*]", prompt="the same words", for_each=("x", "y", "z"), task="each")])
+    plan = make_plan(
+        "items", [S("each[*]", prompt="the same words", for_each=("x", "y", "z"), task="each")]
+    )
     first = run_plan(plan, FakeExecutor(), local(tmp_path))
     executor = FakeExecutor()
     again = run_plan(plan, executor, local(tmp_path))
