@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -472,18 +473,42 @@ def _spec_name(path: Path) -> str:
     return name if name and name[0].isalnum() else "starter"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI in-process and return its exit code (tests call this)."""
+def _click_errors(name: str) -> tuple[type[BaseException], ...]:
+    """`name` from click and from the click that typer bundles (typer >= 0.29 raises its own)."""
     import click
 
+    found: list[type[BaseException]] = []
+    for module_name in ("click.exceptions", "typer._click.exceptions", "typer.exceptions"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        cls = getattr(module, name, None)
+        if isinstance(cls, type) and issubclass(cls, BaseException) and cls not in found:
+            found.append(cls)
+    if not found:  # pragma: no cover - click always has it
+        found.append(getattr(click.exceptions, name))
+    return tuple(found)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI in-process and return its exit code (tests call this)."""
+    exits, aborts = _click_errors("Exit"), _click_errors("Abort")
+    usage_errors, click_errors = _click_errors("UsageError"), _click_errors("ClickException")
+    no_args = _click_errors("NoArgsIsHelpError")
     try:
         result = app(args=argv, standalone_mode=False, prog_name="codexflow")
-    except click.exceptions.Exit as done:
-        return done.exit_code
-    except click.ClickException as exc:
-        exc.show()
+    except exits as done:
+        return int(getattr(done, "exit_code", EXIT_OK) or EXIT_OK)
+    except no_args:
+        return EXIT_INVALID  # the help is already printed: nothing was asked of us
+    except usage_errors as exc:  # a wrong command, option or value: usage and exit 2
+        exc.show()  # type: ignore[attr-defined]
         return EXIT_INVALID
-    except click.exceptions.Abort:
+    except click_errors as exc:
+        exc.show()  # type: ignore[attr-defined]
+        return EXIT_INVALID
+    except aborts:
         _err().print("aborted")
         return 130
     except SpecError as error:
