@@ -52,6 +52,9 @@ class ApplyOptions:
     allow_unsafe: bool = False  # shell tools without the sandbox
     verbose: bool = False
     stop_event: threading.Event | None = None  # set it (any thread) to stop the run cleanly
+    # Another apply holds the state dir: wait for it (saying so through `on_wait`), or fail.
+    wait_for_state: bool = True
+    on_wait: Callable[[str], None] | None = None
 
 
 def apply(
@@ -62,7 +65,7 @@ def apply(
     spec_path: str | Path | None = None,
 ) -> RunResult:
     """Run a spec to the end. Returns the RunResult; raises SpecError for bad specs/inputs."""
-    from codexflow.runtime import RunOptions, run_plan
+    from codexflow.runtime.state_lock import state_lock
 
     options = options or ApplyOptions()
     if isinstance(spec_or_path, Spec):
@@ -73,6 +76,17 @@ def apply(
         spec = with_model(spec, options.model)
     plan = compile(spec, options.inputs)
     workspace = resolve_workspace(spec, where, options.workspace)
+    # One apply per state dir: two at once would both run (and pay for) the same steps.
+    with state_lock(options.state_dir, wait=options.wait_for_state, on_wait=options.on_wait):
+        return _apply_locked(spec, plan, workspace, options, observer)
+
+
+def _apply_locked(
+    spec: Spec, plan: Plan, workspace: Path, options: ApplyOptions, observer: Observer | None
+) -> RunResult:
+    """`apply` once the state dir is ours."""
+    from codexflow.runtime import RunOptions, run_plan
+
     provider, ledger = build_provider(spec, options)
     executor = build_executor(spec, plan, provider, workspace, options)
 

@@ -272,6 +272,13 @@ def apply(
         ),
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
+    no_wait: Annotated[
+        bool,
+        typer.Option(
+            "--no-wait",
+            help="Exit at once if another apply is using the state dir, instead of waiting.",
+        ),
+    ] = False,
 ) -> None:
     """Run a spec: every step as a Prefect task run, with live progress and a summary table.
 
@@ -300,6 +307,8 @@ def apply(
         engine="local" if no_prefect else "prefect",
         allow_unsafe=allow_unsafe_shell,
         verbose=verbose,
+        wait_for_state=not no_wait,
+        on_wait=lambda message: _err().print(f"[yellow]{_escape(message)}[/yellow]"),
     )
     result = apply_spec(spec_path, options, ConsoleObserver(_err()))
     console = _out()
