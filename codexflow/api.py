@@ -71,10 +71,13 @@ def apply(
     if isinstance(spec_or_path, Spec):
         spec, where = spec_or_path, Path(spec_path) if spec_path else Path.cwd() / "spec.yaml"
     else:
-        spec, where = load_spec(spec_or_path), Path(spec_or_path)
+        # A run given its own workspace does not need the spec's to exist.
+        check = options.workspace is None
+        spec, where = load_spec(spec_or_path, check_workspace=check), Path(spec_or_path)
     if options.model:
         spec = with_model(spec, options.model)
     plan = compile(spec, options.inputs)
+    check_approvals(spec, plan, options.approve)
     workspace = resolve_workspace(spec, where, options.workspace)
     # One apply per state dir: two at once would both run (and pay for) the same steps.
     with state_lock(options.state_dir, wait=options.wait_for_state, on_wait=options.on_wait):
@@ -92,7 +95,7 @@ def _apply_locked(
 
     def ask_gate(step: Step) -> bool:
         assert options.ask is not None
-        return options.ask(f"Approve task `{step.task}` ({step.id})?")
+        return options.ask(gate_question(spec, plan, step))
 
     run_options = RunOptions(
         state_dir=options.state_dir,
@@ -152,16 +155,20 @@ def build_provider(spec: Spec, options: ApplyOptions) -> tuple[Any, Any]:
     if options.record and options.replay:
         raise SpecError([Issue("--record", 0, 0, "", "--record and --replay exclude each other")])
     script = _read(Script.load, options.script, "--script") if options.script else None
+    prices = {name: p.price.per_token() for name, p in spec.providers.items() if p.price}
     if options.replay:
         cassette = _read(Cassette.load, options.replay, "--replay")
-        return Provider(ledger=ledger, cassette=cassette, mode="replay", script=script), ledger
+        replaying = Provider(
+            ledger=ledger, cassette=cassette, mode="replay", script=script, prices=prices
+        )
+        return replaying, ledger
     rpm = {name: p.rpm for name, p in spec.providers.items() if p.rpm}
     if options.record:
         cassette = Cassette(options.record)
         return Provider(
-            ledger=ledger, cassette=cassette, mode="record", script=script, rpm=rpm
+            ledger=ledger, cassette=cassette, mode="record", script=script, rpm=rpm, prices=prices
         ), ledger
-    return Provider(ledger=ledger, script=script, rpm=rpm), ledger
+    return Provider(ledger=ledger, script=script, rpm=rpm, prices=prices), ledger
 
 
 def _read(load: Callable[[Path], Any], path: Path, option: str) -> Any:
@@ -202,6 +209,68 @@ def build_executor(
         approve=approve_tool,
         allow_unsafe=options.allow_unsafe,
     )
+
+
+def check_approvals(spec: Spec, plan: Plan, names: Iterable[str]) -> None:
+    """Every `--approve NAME` must name a task, a gate step or a tool of the spec: a typo would
+    otherwise be accepted silently and the gate denied later."""
+    from codexflow.spec.diagnostics import suggest
+    from codexflow.spec.models import BUILTIN_TOOLS
+
+    known = set(spec.tasks) | {step.id for step in plan.steps} | set(BUILTIN_TOOLS)
+    known |= set(spec.tools)
+    mcp = [name for name, tool in spec.tools.items() if getattr(tool, "kind", "") == "mcp"]
+    issues = []
+    for name in sorted(set(names)):
+        if name in known or any(name.startswith((f"{m}.", f"{m}__", f"{m}_")) for m in mcp):
+            continue
+        gates = sorted(step.task for step in plan.steps if step.kind == "approval")
+        hint = suggest(name, known) or (
+            f"the gates of this spec: {', '.join(gates)}" if gates else "this spec has no gates"
+        )
+        issues.append(
+            Issue(
+                "--approve",
+                0,
+                0,
+                "",
+                f"`{name}` is not a task, gate or tool of {spec.name}",
+                hint,
+            )
+        )
+    if issues:
+        raise SpecError(issues)
+
+
+def gate_question(spec: Spec, plan: Plan, step: Step) -> str:
+    """What a person is asked at a gate: which agent, what it will be told, with which inputs."""
+    from codexflow.spec import templates
+
+    task = spec.tasks.get(step.task)
+    following = [s for s in plan.steps if step.id in s.depends_on and s.task == step.task]
+    agent = following[0].agent if following else (task.agent if task else None)
+    lines = [f"Approve task `{step.task}` ({step.id})?"]
+    if agent:
+        model = following[0].model if following else None
+        lines.append(f"  agent: {agent}" + (f" ({model})" if model else ""))
+    if task is not None:
+        try:
+            # Upstream outputs are not known here: name them where the prompt shows them.
+            upstream = {name: {"output": f"<output of {name}>"} for name in spec.tasks}
+            variables = {"inputs": plan.inputs, "tasks": upstream, "item": "<each item>"}
+            prompt = templates.render(task.prompt, variables | {"memory": {}})
+        except Exception:  # it reads upstream outputs not known here: show the template
+            prompt = task.prompt
+        lines.append("  prompt: " + _shorten(prompt, 600).replace("\n", "\n          "))
+    if plan.inputs:
+        shown = ", ".join(f"{k}={_shorten(repr(v), 60)}" for k, v in sorted(plan.inputs.items()))
+        lines.append(f"  inputs: {shown}")
+    return "\n".join(lines) + "\n"
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def parse_approvals(names: Iterable[str]) -> frozenset[str]:

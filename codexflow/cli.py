@@ -60,8 +60,12 @@ def _render_issues(console: Console, issues: list[Issue]) -> None:
     for issue in issues:
         where = issue.where
         loc = f" [bold]{issue.loc}[/bold]:" if issue.loc else ""
-        hint = f" [dim]({issue.hint})[/dim]" if issue.hint else ""
-        console.print(f"[red]{where}[/red]:{loc} {_escape(issue.message)}{hint}")
+        hint = f" [dim]({_escape(issue.hint)})[/dim]" if issue.hint else ""
+        if issue.severity == "warning":
+            where = f"[yellow]{where}: warning[/yellow]"
+        else:
+            where = f"[red]{where}[/red]"
+        console.print(f"{where}:{loc} {_escape(issue.message)}{hint}")
 
 
 def _escape(text: str) -> str:
@@ -81,13 +85,16 @@ def validate(
 
     Exit 0 when all are valid, 2 when any is not. Imports no model or orchestrator code.
     """
-    from codexflow.spec import load_spec
+    from codexflow.spec import load_spec_source
 
     results: list[dict[str, Any]] = []
     for path in specs:
         try:
-            spec = load_spec(path)
-            results.append({"path": str(path), "valid": True, "name": spec.name, "issues": []})
+            spec, source = load_spec_source(path)
+            warnings = [issue.to_dict() for issue in source.warnings]
+            results.append(
+                {"path": str(path), "valid": True, "name": spec.name, "issues": warnings}
+            )
         except SpecError as error:
             results.append(
                 {"path": str(path), "valid": False, "issues": [i.to_dict() for i in error.issues]}
@@ -99,11 +106,14 @@ def validate(
         console = _out()
         for result in results:
             if result["valid"]:
+                _render_issues(console, [Issue(**issue) for issue in result["issues"]])
                 console.print(f"[green]ok[/green] {result['path']} ({result['name']})")
             else:
                 _render_issues(console, [Issue(**issue) for issue in result["issues"]])
         if failed:
-            count = sum(len(result["issues"]) for result in failed)
+            count = sum(
+                1 for result in failed for i in result["issues"] if i["severity"] == "error"
+            )
             console.print(
                 f"[red]{count} problem{'s' if count != 1 else ''} in {len(failed)} file{'s' if len(failed) != 1 else ''}[/red]"
             )
@@ -186,13 +196,14 @@ def plan(
     and starts no orchestrator.
     """
     from codexflow.compiler import compile_spec
-    from codexflow.compiler.estimate import estimate_plan
+    from codexflow.compiler.estimate import estimate_plan, spec_prices
     from codexflow.compiler.inputs import parse_assignments
     from codexflow.compiler.render import render_dot, render_json, render_mermaid, render_text
     from codexflow.providers.price_table import model_prices
-    from codexflow.spec import load_spec
+    from codexflow.spec import load_spec_source
 
-    spec = load_spec(spec_path)
+    spec, source = load_spec_source(spec_path)
+    _render_issues(_err(), source.warnings)
     if model:
         from codexflow.api import with_model
 
@@ -203,7 +214,8 @@ def plan(
         from codexflow.runtime import cache_status
 
         cached = cache_status(compiled, state_dir)
-    estimate = estimate_plan(compiled, model_prices, cached)
+    max_usd = spec.budget.max_usd if spec.budget else None
+    estimate = estimate_plan(compiled, spec_prices(spec, model_prices), cached, max_usd)
     if format is PlanFormat.json:
         sys.stdout.write(render_json(compiled, estimate, cached))
     elif format is PlanFormat.mermaid:
@@ -325,7 +337,7 @@ def apply(
 def _ask(question: str) -> bool:
     from rich.prompt import Confirm
 
-    return Confirm.ask(question, console=_err(), default=False)
+    return Confirm.ask(_escape(question), console=_err(), default=False)
 
 
 def _ask_budget(exc: BudgetExceeded) -> float | None:
@@ -364,7 +376,12 @@ def runs(ctx: typer.Context, state_dir: StateDir = Path(".codexflow")) -> None:
             f"{summary['run_id']}  {summary.get('plan', '')}  {summary.get('status', '')}  "
             f"{summary.get('duration', 0):.1f}s  ran {totals.get('executed', 0)}  "
             f"cached {totals.get('cached', 0)}  spent {totals.get('spent_tokens', 0)} tokens "
-            f"${totals.get('spent_usd', 0):.4f}" + (f"  prefect {prefect}" if prefect else ""),
+            + (
+                f"${totals.get('spent_usd', 0):.4f}"
+                if isinstance(totals.get("spent_usd", 0), (int, float))
+                else "cost unknown"
+            )
+            + (f"  prefect {prefect}" if prefect else ""),
             highlight=False,
         )
 

@@ -14,9 +14,9 @@ from ..errors import ProviderError
 from ._litellm import REPLAY, SCRIPTED, litellm
 from .breaker import Breakers
 from .cassette import Cassette, Exchange, request_key
-from .ledger import Ledger
+from .ledger import Ledger, Reservation
 from .offline import register_source, source_url
-from .pricing import cost_of, estimate_prompt
+from .pricing import Prices, cost_of, count_prompt, prices_of
 from .rate import RateLimits
 from .retry import backoff, classify, retry_after, status_of
 from .scripted import Script
@@ -68,9 +68,12 @@ class Provider:
         rng: random.Random | None = None,
         rpm: Mapping[str, int] | None = None,
         rpm_window: float = 60.0,
+        prices: Mapping[str, Prices] | None = None,
     ) -> None:
         """`rpm` limits the requests started per provider prefix (`{"openai": 60}`) in any
-        `rpm_window` seconds (a minute; shorter in tests); a request waits for a free slot."""
+        `rpm_window` seconds (a minute; shorter in tests); a request waits for a free slot.
+        `prices` are the spec's declared prices per provider prefix (USD per input and per
+        output token), for models litellm's table does not price."""
         if mode in ("record", "replay") and cassette is None:
             raise ValueError(f"mode {mode!r} needs a cassette")
         self.ledger = ledger if ledger is not None else Ledger()
@@ -81,6 +84,7 @@ class Provider:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self.rate_limits = RateLimits(rpm, rpm_window)
+        self.prices = dict(prices or {})
         # Ids under which the offline handlers find this provider's script and cassette.
         self._script_id = register_source(script) if script is not None else None
         self._cassette_id = (
@@ -93,17 +97,41 @@ class Provider:
         outcomes: list[_Outcome] = []
         sent = 0
         for model in models:
-            if self.ledger.limited:
-                tokens, usd = estimate_prompt(model, request.messages, request.tools)
-                self.ledger.check_before_call(step, next_tokens=tokens, next_usd=usd)
-            outcome = _Outcome(model)
-            outcomes.append(outcome)
-            raw = self._try_model(route, request, step, model, outcome)
-            sent += outcome.attempts
-            if raw is not None:
-                return self._finish(route, request, step, model, raw, attempts=sent)
+            reservation = self._reserve(route, request, step, model)
+            max_tokens = reservation.completion_tokens if reservation else route.max_tokens
+            try:
+                outcome = _Outcome(model)
+                outcomes.append(outcome)
+                raw = self._try_model(route, request, step, model, outcome, max_tokens)
+                sent += outcome.attempts
+                if raw is not None:
+                    return self._finish(route, request, step, model, raw, attempts=sent)
+            finally:
+                if reservation is not None:  # what the call did not use is free again
+                    self.ledger.release(reservation)
         details = "; ".join(f"{o.model}: {o.error}" for o in outcomes)
         raise ProviderError(f"step '{step}': no model answered ({details})")
+
+    def _reserve(
+        self, route: ModelRoute, request: ChatRequest, step: str, model: str
+    ) -> Reservation | None:
+        """Hold the worst case of this call against the budget before it starts (None: no
+        budget). Raises BudgetExceeded when the call could pass a limit."""
+        if not self.ledger.limited:
+            return None
+        return self.ledger.reserve(
+            step,
+            prompt_tokens=count_prompt(model, request.messages, request.tools),
+            max_completion=route.max_tokens,
+            prices=self.prices_for(model),
+        )
+
+    def declared_price(self, model: str) -> Prices | None:
+        return self.prices.get(model.split("/", 1)[0]) if "/" in model else None
+
+    def prices_for(self, model: str) -> Prices | None:
+        """USD per input and output token of `model`, or None when nobody knows them."""
+        return prices_of(model, self.declared_price(model))
 
     def _models_to_try(self, route: ModelRoute, request: ChatRequest, step: str) -> tuple[str, ...]:
         if self.mode != "replay":
@@ -118,7 +146,13 @@ class Provider:
         return recorded
 
     def _try_model(
-        self, route: ModelRoute, request: ChatRequest, step: str, model: str, outcome: _Outcome
+        self,
+        route: ModelRoute,
+        request: ChatRequest,
+        step: str,
+        model: str,
+        outcome: _Outcome,
+        max_tokens: int | None = None,
     ) -> Any | None:
         """The raw litellm response, or None once this model is exhausted, skipped or refused."""
         if self._needs_key(route, model) and not os.environ.get(route.api_key_env or ""):
@@ -138,7 +172,7 @@ class Provider:
                 return None
             outcome.attempts += 1
             try:
-                response = self._call(route, request, step, model)
+                response = self._call(route, request, step, model, max_tokens)
             except Exception as exc:
                 verdict = classify(exc)
                 outcome.error = f"{outcome.attempts} attempt(s), last: {_describe(exc)}"
@@ -160,7 +194,14 @@ class Provider:
             return response
         return None
 
-    def _call(self, route: ModelRoute, request: ChatRequest, step: str, model: str) -> Any:
+    def _call(
+        self,
+        route: ModelRoute,
+        request: ChatRequest,
+        step: str,
+        model: str,
+        max_tokens: int | None = None,
+    ) -> Any:
         kwargs: dict[str, Any] = {
             "messages": list(request.messages),
             "timeout": route.timeout,
@@ -175,8 +216,8 @@ class Provider:
             kwargs["response_format"] = _response_format(request.response_format)
         if route.temperature is not None:
             kwargs["temperature"] = route.temperature
-        if route.max_tokens is not None:
-            kwargs["max_tokens"] = route.max_tokens
+        if max_tokens is not None:  # the route's, or what the budget has left for this call
+            kwargs["max_tokens"] = max_tokens
         if self.mode == "replay":
             key = self._key(route, request, model)
             kwargs.update(
@@ -218,7 +259,7 @@ class Provider:
             prompt_tokens=int(getattr(raw_usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(raw_usage, "completion_tokens", 0) or 0),
         )
-        cost, known = cost_of(model, usage)
+        cost, known = cost_of(model, usage, self.declared_price(model))
         self.ledger.charge(step, model, usage, cost, cost_known=known)
         response = ChatResponse(
             content=message.content,

@@ -8,6 +8,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from codexflow.runtime.record import cost_text
 from codexflow.runtime.types import RunResult, StepRecord, StepStatus
 
 _STYLE: dict[str, str] = {
@@ -41,7 +42,7 @@ def render_summary(result: RunResult) -> Table:
     for r in records:
         style = _STYLE.get(r.status, "")
         row = [r.id, r.agent or r.kind, f"[{style}]{r.status}[/]" if style else r.status,
-               f"{r.duration:.2f}", str(r.tokens), f"{r.cost_usd:.4f}", "✓" if r.cached else ""]  # fmt: skip
+               f"{r.duration:.2f}", str(r.tokens), cost_text([r]), "✓" if r.cached else ""]  # fmt: skip
         table.add_row(*row, *([r.model] if len(models) > 1 else []))
     table.add_section()
     # Cached rows show what their answers cost when they were paid for; this run spent nothing
@@ -49,11 +50,11 @@ def render_summary(result: RunResult) -> Table:
     paid = [r for r in records if not r.cached]
     saved = [r for r in records if r.cached]
     total = ["spent", "", result.status, f"{result.duration:.2f}", str(sum(r.tokens for r in paid)),
-             f"{sum(r.cost_usd for r in paid):.4f}", ""]  # fmt: skip
+             cost_text(paid), ""]  # fmt: skip
     table.add_row(*total, *([""] if len(models) > 1 else []))
     if saved:
         reused = ["saved by the cache", "", "", "", str(sum(r.tokens for r in saved)),
-                  f"{sum(r.cost_usd for r in saved):.4f}", str(len(saved))]  # fmt: skip
+                  cost_text(saved), str(len(saved))]  # fmt: skip
         table.add_row(*reused, *([""] if len(models) > 1 else []), style="cyan")
     return table
 

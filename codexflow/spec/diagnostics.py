@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from functools import cache
 from typing import Any
 
@@ -49,7 +50,39 @@ def issues_from_validation(error: ValidationError, source: Source) -> list[Issue
     return _dedupe(issues)
 
 
+_EXPECTED = re.compile(r"^expected (?P<what>.+?), got (?P<got>.+)$")
+
+
+def _merge_alternatives(issues: list[Issue]) -> list[Issue]:
+    """One message for a value that matches no member of a union (`str | list`): pydantic
+    reports each member on its own, which reads as contradictory advice."""
+    out: list[Issue] = []
+    merged: dict[tuple[int, int, str, str], int] = {}
+    for issue in issues:
+        match = _EXPECTED.match(issue.message)
+        if match is None:
+            out.append(issue)
+            continue
+        key = (issue.line, issue.col, issue.loc, match.group("got"))
+        if key not in merged:
+            merged[key] = len(out)
+            out.append(issue)
+            continue
+        first = out[merged[key]]
+        what = _EXPECTED.match(first.message)
+        assert what is not None
+        out[merged[key]] = Issue(
+            first.path,
+            first.line,
+            first.col,
+            first.loc,
+            f"expected {what.group('what')} or {match.group('what')}, got {match.group('got')}",
+        )
+    return out
+
+
 def _dedupe(issues: list[Issue]) -> list[Issue]:
+    issues = _merge_alternatives(issues)
     seen: set[tuple[int, int, str, str]] = set()
     out = []
     for issue in issues:

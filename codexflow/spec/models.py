@@ -97,6 +97,17 @@ class DefaultsSpec(SpecModel):
     )
 
 
+class PriceSpec(SpecModel):
+    """A model's price, for models litellm's price table does not know (local, custom)."""
+
+    input: float = Field(ge=0, description="USD per million input (prompt) tokens.")
+    output: float = Field(ge=0, description="USD per million output (completion) tokens.")
+
+    def per_token(self) -> tuple[float, float]:
+        """(USD per input token, USD per output token)."""
+        return self.input / 1_000_000, self.output / 1_000_000
+
+
 class ProviderSpec(SpecModel):
     """Limits and connection settings for one provider (the prefix of a model string)."""
 
@@ -113,6 +124,11 @@ class ProviderSpec(SpecModel):
         None,
         pattern=r"^[A-Z_][A-Z0-9_]*$",
         description="Name of the environment variable that holds the API key (never the key itself).",
+    )
+    price: PriceSpec | None = Field(
+        None,
+        description="Price per million tokens of this provider's models, used instead of "
+        "litellm's table (so that `budget.max_usd` holds for models it does not price).",
     )
 
 
