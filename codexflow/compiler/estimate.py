@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from codexflow.compiler.plan import Plan, Step
 from codexflow.spec import Spec
+from codexflow.spec.catalog import OWN_PREFIXES
 
 CHARS_PER_TOKEN = 4
 SYSTEM_TOKENS = 400  # a role preset plus tool descriptions
@@ -96,6 +97,8 @@ def spec_prices(spec: Spec, table: Prices) -> Prices:
 
     def prices(model: str) -> tuple[float, float] | None:
         prefix = model.split("/", 1)[0] if "/" in model else ""
+        if prefix in OWN_PREFIXES:
+            return 0.0, 0.0  # answered by codexflow itself: free
         return declared.get(prefix) or table(model)
 
     return prices

@@ -127,6 +127,8 @@ class Provider:
         )
 
     def declared_price(self, model: str) -> Prices | None:
+        if model.startswith(f"{SCRIPTED}/"):
+            return 0.0, 0.0  # scripted answers cost nothing, and that is known
         return self.prices.get(model.split("/", 1)[0]) if "/" in model else None
 
     def prices_for(self, model: str) -> Prices | None:

@@ -184,7 +184,10 @@ class PrefectMirror:
                 await _recorded(self.flow_run_id, steps, timeout=15.0)
         if status == "succeeded":
             return Completed(message=description)
-        if status in ("interrupted", "budget_reached"):  # resumable: a re-run picks up from the cache
+        if status in (
+            "interrupted",
+            "budget_reached",
+        ):  # resumable: a re-run picks up from the cache
             return Cancelled(message=description)
         return Failed(message=description)
 

@@ -129,8 +129,8 @@ class PreflightChecks:
                         ("tools", name, "command"),
                         f"the placeholder in `{word}` must be a whole argv word: a model's "
                         "argument is never spliced into a word",
-                        "make it a word of its own and let the argument carry the rest "
-                        "(e.g. `{{ range }}` with the model passing `abc..HEAD`)",
+                        "make it a word of its own, e.g. `{{ range }}`, and let the argument "
+                        "carry the rest: `abc..HEAD`",
                     )
 
     # -- for_each --------------------------------------------------------------------------
@@ -196,7 +196,6 @@ class PreflightChecks:
             what = "is not a directory" if resolved.exists() else "does not exist"
             self.report(
                 ("workspace",),
-                f"the workspace `{workspace}` {what} ({resolved})",
-                "it is relative to the spec's directory; create it, fix the path, "
-                "or give `apply --workspace DIR`",
+                f"the workspace `{workspace}` {what} (paths are relative to the spec's directory)",
+                "create it, fix the path, or give `apply --workspace DIR`",
             )
