@@ -24,6 +24,8 @@ from .types import ChatRequest, ChatResponse, Mode, ModelRoute, ToolCall, Usage
 
 # response_format types of the OpenAI protocol; no JSON Schema uses these as its "type".
 _OPENAI_FORMATS = frozenset({"json_schema", "json_object", "text"})
+# Sent as the key to a server of the spec's own (`api_base`) that was given no key variable.
+NO_KEY = "no-key-needed"
 
 
 @dataclass
@@ -177,12 +179,15 @@ class Provider:
                 response = self._call(route, request, step, model, max_tokens)
             except Exception as exc:
                 verdict = classify(exc)
-                outcome.error = f"{outcome.attempts} attempt(s), last: {_describe(exc)}"
+                outcome.error = (
+                    f"{outcome.attempts} attempt(s), last: {_describe(exc, route.api_base)}"
+                )
                 if verdict != "transient":
                     breaker.record_success()  # it answered: the provider is up, the request is not
                     if verdict == "fatal":
                         raise ProviderError(
-                            f"step '{step}': {model} refused the request: {_describe(exc)}"
+                            f"step '{step}': {model} refused the request: "
+                            f"{_describe(exc, route.api_base)}"
                         ) from exc
                     return None
                 breaker.record_failure()
@@ -233,6 +238,10 @@ class Provider:
                 kwargs["api_base"] = route.api_base
             if route.api_key_env:
                 kwargs["api_key"] = os.environ[route.api_key_env]
+            elif route.api_base and not os.environ.get(HOSTED_KEYS.get(_prefix(model), "")):
+                # A local server needs no key, but the OpenAI SDK refuses to send a request
+                # without one ("Missing credentials"): give it a placeholder.
+                kwargs["api_key"] = NO_KEY
         # The first call imports litellm (seconds): that is not part of the request's window.
         completion = litellm().completion
         if self.rate_limits and self._needs_network(model):
@@ -363,7 +372,30 @@ def _response_format(schema: dict[str, Any]) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
 
 
-def _describe(exc: BaseException) -> str:
+def _prefix(model: str) -> str:
+    return model.split("/", 1)[0] if "/" in model else ""
+
+
+def _describe(exc: BaseException, api_base: str | None = None) -> str:
+    if _is_connection_error(exc):
+        where = api_base or "the provider's endpoint"
+        return f"cannot connect to {where} (is the server running, and is the URL right?)"
     status = status_of(exc)
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return f"{status} {text}" if status else text
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """A refused or unreachable connection, however litellm and the SDK wrap it."""
+    import httpx
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionError | httpx.ConnectError):
+            return True
+        if type(current).__name__ in ("APIConnectionError", "ConnectError"):
+            return "Connection error" in str(current) or "connect" in str(current).lower()
+        current = current.__cause__ or current.__context__
+    return False
