@@ -247,12 +247,16 @@ def gate_question(spec: Spec, plan: Plan, step: Step) -> str:
     from codexflow.spec import templates
 
     task = spec.tasks.get(step.task)
-    following = [s for s in plan.steps if step.id in s.depends_on and s.task == step.task]
-    agent = following[0].agent if following else (task.agent if task else None)
+    steps = [s for s in plan.steps if s.task == step.task and s.kind != "approval"]
     lines = [f"Approve task `{step.task}` ({step.id})?"]
-    if agent:
-        model = following[0].model if following else None
-        lines.append(f"  agent: {agent}" + (f" ({model})" if model else ""))
+    agents = list(dict.fromkeys(s.agent for s in steps if s.agent))
+    models = sorted({s.model for s in steps if s.model})
+    if task is not None and task.agent == "swarm" and spec.topology is not None:
+        lines.append(f"  agent: swarm ({spec.topology.kind}: {', '.join(agents)})")
+    elif agents:
+        lines.append(f"  agent: {', '.join(agents)}")
+    if models:
+        lines.append(f"  model: {', '.join(models)}")
     if task is not None:
         try:
             # Upstream outputs are not known here: name them where the prompt shows them.
