@@ -44,8 +44,12 @@ def choices_hint(word: str, choices: list[str] | tuple[str, ...] | set[str], nou
 
 
 def issues_from_validation(error: ValidationError, source: Source) -> list[Issue]:
+    from codexflow.spec.models import UNIQUE_ITEMS
+
     issues = []
     for detail in error.errors(include_url=False):
+        if detail["type"] == UNIQUE_ITEMS:
+            continue  # the cross checks name the repeated item at its own position
         issues.append(_one(dict(detail), source))
     return _dedupe(issues)
 
@@ -312,6 +316,17 @@ def _resolve(node: dict[str, Any], data: Any, root: dict[str, Any]) -> dict[str,
     for _ in range(8):  # refs and unions nest only a few levels
         if "$ref" in node:
             node = root["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+        elif "allOf" in node and all("if" in branch for branch in node["allOf"]):
+            # A tagged union spelled out for editors (schema.py): `kind` picks the member.
+            kind = data.get("kind") if isinstance(data, dict) else None
+            chosen = [
+                branch["then"]
+                for branch in node["allOf"]
+                if branch["if"]["properties"].get("kind", {}).get("const") == kind
+            ]
+            if not chosen:
+                return {}
+            node = chosen[0]
         elif "oneOf" in node or "anyOf" in node:
             options = node.get("oneOf") or node.get("anyOf") or []
             kind = data.get("kind") if isinstance(data, dict) else None
