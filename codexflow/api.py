@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from codexflow.errors import BudgetExceeded, Issue, SpecError
-from codexflow.spec import Spec, load_spec
+from codexflow.spec import Spec, load_spec, load_spec_source
 
 if TYPE_CHECKING:
     from codexflow.compiler.plan import Plan, Step
@@ -55,6 +55,8 @@ class ApplyOptions:
     # Another apply holds the state dir: wait for it (saying so through `on_wait`), or fail.
     wait_for_state: bool = True
     on_wait: Callable[[str], None] | None = None
+    # Warnings of the spec (models litellm does not know, ...): shown, never fatal.
+    on_warnings: Callable[[list[Issue]], None] | None = None
 
 
 def apply(
@@ -73,7 +75,10 @@ def apply(
     else:
         # A run given its own workspace does not need the spec's to exist.
         check = options.workspace is None
-        spec, where = load_spec(spec_or_path, check_workspace=check), Path(spec_or_path)
+        spec, source = load_spec_source(spec_or_path, check_workspace=check)
+        where = Path(spec_or_path)
+        if source.warnings and options.on_warnings is not None:
+            options.on_warnings(source.warnings)
     if options.model:
         spec = with_model(spec, options.model)
     plan = compile(spec, options.inputs)

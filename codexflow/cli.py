@@ -321,6 +321,7 @@ def apply(
         verbose=verbose,
         wait_for_state=not no_wait,
         on_wait=lambda message: _err().print(f"[yellow]{_escape(message)}[/yellow]"),
+        on_warnings=lambda warnings: _render_issues(_err(), warnings),
     )
     result = apply_spec(spec_path, options, ConsoleObserver(_err()))
     console = _out()

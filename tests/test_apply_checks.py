@@ -19,9 +19,21 @@ def test_an_approve_typo_is_an_option_error_before_any_call(
 ) -> None:
     state = tmp_path / "state"
     code = main(
-        ["apply", str(ROOT / "specs/refactor.yaml"), "--approve", "reviw", "--no-prefect",
-         "--script", str(ROOT / "specs/scripted/refactor.yaml"), "--model", "scripted/demo",
-         "--state-dir", str(state), "--workspace", str(tmp_path)]  # fmt: skip
+        [
+            "apply",
+            str(ROOT / "specs/refactor.yaml"),
+            "--approve",
+            "reviw",
+            "--no-prefect",
+            "--script",
+            str(ROOT / "specs/scripted/refactor.yaml"),
+            "--model",
+            "scripted/demo",
+            "--state-dir",
+            str(state),
+            "--workspace",
+            str(tmp_path),
+        ]
     )
     assert code == 2
     err = capsys.readouterr().err

@@ -42,8 +42,15 @@ _EPSILON = 1e-9  # USD
 # does not start: an answer cut to a handful of tokens would be paid for and useless.
 MIN_COMPLETION = 64
 # The prompt's token count is an estimate (the provider's tokenizer may differ): reserve this
-# much more than it, so that the worst case really is the worst case.
-PROMPT_MARGIN = 1.1
+# many percent more than it, so that the worst case really is the worst case.
+PROMPT_MARGIN_PERCENT = 10
+
+
+def worst_prompt(tokens: int) -> int:
+    """The prompt tokens a call reserves for a prompt counted at `tokens`."""
+    return tokens + -(-tokens * PROMPT_MARGIN_PERCENT // 100)
+
+
 _WAIT_SLICE = 0.5  # seconds between re-checks while a call waits for others to return
 
 
@@ -100,7 +107,7 @@ class Ledger:
         in flight. `max_completion` is the call's declared bound (its max_tokens); without one
         the call gets what the budget has left. `prices` are USD per input and output token
         (None: unknown, so the USD limit cannot hold this call back)."""
-        prompt = math.ceil(prompt_tokens * PROMPT_MARGIN)
+        prompt = worst_prompt(prompt_tokens)
         with self._changed:
             while True:
                 room = self._room(prompt, prices)

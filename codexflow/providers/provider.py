@@ -180,14 +180,14 @@ class Provider:
             except Exception as exc:
                 verdict = classify(exc)
                 outcome.error = (
-                    f"{outcome.attempts} attempt(s), last: {_describe(exc, route.api_base)}"
+                    f"{outcome.attempts} attempt(s), last: {_describe(exc, route.api_base, model)}"
                 )
                 if verdict != "transient":
                     breaker.record_success()  # it answered: the provider is up, the request is not
                     if verdict == "fatal":
                         raise ProviderError(
                             f"step '{step}': {model} refused the request: "
-                            f"{_describe(exc, route.api_base)}"
+                            f"{_describe(exc, route.api_base, model)}"
                         ) from exc
                     return None
                 breaker.record_failure()
@@ -376,7 +376,12 @@ def _prefix(model: str) -> str:
     return model.split("/", 1)[0] if "/" in model else ""
 
 
-def _describe(exc: BaseException, api_base: str | None = None) -> str:
+def _describe(exc: BaseException, api_base: str | None = None, model: str = "") -> str:
+    if "LLM Provider NOT provided" in str(exc):
+        return (
+            f"litellm does not know the provider `{_prefix(model) or model}` "
+            "(`codexflow validate` names the closest known ones)"
+        )
     if _is_connection_error(exc):
         where = api_base or "the provider's endpoint"
         return f"cannot connect to {where} (is the server running, and is the URL right?)"

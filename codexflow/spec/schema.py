@@ -56,7 +56,10 @@ def _spell_out_unions(node: Any) -> None:
             node["type"] = "object"
             node["required"] = [field]
             node["properties"] = {
-                field: {"enum": sorted(mapping), "description": f"One of: {', '.join(sorted(mapping))}."}
+                field: {
+                    "enum": sorted(mapping),
+                    "description": f"One of: {', '.join(sorted(mapping))}.",
+                }
             }
             node["allOf"] = [
                 {

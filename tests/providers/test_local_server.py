@@ -37,3 +37,11 @@ def test_an_unreachable_server_is_named(monkeypatch: pytest.MonkeyPatch) -> None
     message = str(raised.value)
     assert f"cannot connect to {url}" in message
     assert "InternalServerError" not in message and "500" not in message
+
+
+def test_a_provider_litellm_does_not_know_is_said_plainly() -> None:
+    route = ModelRoute("opnai/gpt-4o-mini", retries=0)
+    with pytest.raises(ProviderError) as raised:
+        Provider(ledger=Ledger()).complete(route, ChatRequest(MESSAGES), step="plan")
+    assert "litellm does not know the provider `opnai`" in str(raised.value)
+    assert "LLM Provider NOT provided" not in str(raised.value)

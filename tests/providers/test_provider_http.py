@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from typing import Any
 
@@ -11,7 +10,7 @@ import pytest
 
 from codexflow.errors import BudgetExceeded, ProviderError
 from codexflow.providers import Breakers, ChatRequest, Ledger, ModelRoute, Provider
-from codexflow.providers.ledger import PROMPT_MARGIN
+from codexflow.providers.ledger import worst_prompt
 from codexflow.providers.pricing import count_prompt
 from tests.support.openai_server import OpenAIServer, Reply
 
@@ -252,7 +251,7 @@ def test_the_budget_stops_the_next_call_and_keeps_what_was_charged(
 ) -> None:
     # Room for one call's worst case (its prompt and max_tokens: 50), not for a second one
     # after the first spent 15 tokens.
-    worst = math.ceil(count_prompt("openai/test-model", HELLO.messages, ()) * PROMPT_MARGIN) + 50
+    worst = worst_prompt(count_prompt("openai/test-model", HELLO.messages, ())) + 50
     limit = worst + 14
     ledger = Ledger(max_tokens=limit)
     provider = Provider(ledger=ledger)

@@ -18,20 +18,34 @@ IDS = ["plan", "refactor[0]", "review.decompose", "review.reviewer", "docs.ring[
 LONG = "docs.ring[2].copy_editor"
 
 
-def result(tmp_path: Path, ids: list[str], unknown: set[str] = frozenset()) -> RunResult:  # type: ignore[assignment]
+def result(tmp_path: Path, ids: list[str], unknown: frozenset[str] = frozenset()) -> RunResult:
     records = {
         sid: StepRecord(
-            id=sid, step=sid, task=sid, kind="agent", agent="copy_editor", name=sid,
-            status="succeeded", duration=12.3456, prompt_tokens=123_456, completion_tokens=7_890,
-            cost_usd=0.0 if sid in unknown else 0.1234, cost_known=sid not in unknown,
+            id=sid,
+            step=sid,
+            task=sid,
+            kind="agent",
+            agent="copy_editor",
+            name=sid,
+            status="succeeded",
+            duration=12.3456,
+            prompt_tokens=123_456,
+            completion_tokens=7_890,
+            cost_usd=0.0 if sid in unknown else 0.1234,
+            cost_known=sid not in unknown,
             model="openai/gpt-4o-mini",
-        )  # fmt: skip
+        )
         for sid in ids
     }
     return RunResult(
-        plan="refactor", run_id="20261201-215959.123-abcdef", status="succeeded",
-        records=records, outputs={}, duration=123.4, run_dir=tmp_path,
-    )  # fmt: skip
+        plan="refactor",
+        run_id="20261201-215959.123-abcdef",
+        status="succeeded",
+        records=records,
+        outputs={},
+        duration=123.4,
+        run_dir=tmp_path,
+    )
 
 
 def rendered(run: RunResult, console: Console) -> str:
@@ -66,7 +80,7 @@ def test_columns_is_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_unknown_cost_is_unknown_everywhere(tmp_path: Path) -> None:
-    run = result(tmp_path, ["plan", "write"], unknown={"write"})
+    run = result(tmp_path, ["plan", "write"], unknown=frozenset({"write"}))
     text = rendered(run, Console(file=io.StringIO(), width=100))
     rows = {line.split()[0]: line for line in text.splitlines() if line.strip()}
     assert "unknown" in rows["write"] and "0.0000" not in rows["write"]
