@@ -23,6 +23,7 @@ test: install
 
 schema: install
 	$(BIN)/python -m codexflow.spec.schema
+	$(BIN)/python -m codexflow.compiler.plan_schema
 
 # The main job, offline: check every spec, show the refactor plan, then run it on a fresh copy
 # of examples/calculator with scripted model replies (real tools, real sandbox, a real commit).

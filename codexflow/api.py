@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from codexflow.errors import BudgetExceeded, Issue, SpecError
 from codexflow.events import EventBus
-from codexflow.spec import Spec, load_spec
+from codexflow.spec import Spec, load_spec, load_spec_source
 
 if TYPE_CHECKING:
     from codexflow.compiler.plan import Plan, Step
@@ -54,6 +54,11 @@ class ApplyOptions:
     verbose: bool = False
     stop_event: threading.Event | None = None  # set it (any thread) to stop the run cleanly
     events: EventBus | None = None  # the run's step/gate/budget events go here as they happen
+    # Another apply holds the state dir: wait for it (saying so through `on_wait`), or fail.
+    wait_for_state: bool = True
+    on_wait: Callable[[str], None] | None = None
+    # Warnings of the spec (models litellm does not know, ...): shown, never fatal.
+    on_warnings: Callable[[list[Issue]], None] | None = None
 
 
 @dataclass
@@ -79,6 +84,13 @@ class PreparedApply:
             "fresh": self.options.fresh,
         }
 
+    def locked(self) -> Any:
+        """One apply per state dir: two at once would both run (and pay for) the same steps."""
+        from codexflow.runtime.state_lock import state_lock
+
+        options = self.options
+        return state_lock(options.state_dir, wait=options.wait_for_state, on_wait=options.on_wait)
+
     def finish(self, result: RunResult) -> None:
         """After the run: the audit trail of every tool call, refusals included."""
         if getattr(self.executor, "audit", None) is not None:
@@ -98,17 +110,23 @@ def prepare_apply(
     if isinstance(spec_or_path, Spec):
         spec, where = spec_or_path, Path(spec_path) if spec_path else Path.cwd() / "spec.yaml"
     else:
-        spec, where = load_spec(spec_or_path), Path(spec_or_path)
+        # A run given its own workspace does not need the spec's to exist.
+        check = options.workspace is None
+        spec, source = load_spec_source(spec_or_path, check_workspace=check)
+        where = Path(spec_or_path)
+        if source.warnings and options.on_warnings is not None:
+            options.on_warnings(source.warnings)
     if options.model:
         spec = with_model(spec, options.model)
     plan = compile(spec, options.inputs)
+    check_approvals(spec, plan, options.approve)
     workspace = resolve_workspace(spec, where, options.workspace)
     provider, ledger = build_provider(spec, options)
     executor = build_executor(spec, plan, provider, workspace, options)
 
     def ask_gate(step: Step) -> bool:
         assert options.ask is not None
-        return options.ask(f"Approve task `{step.task}` ({step.id})?")
+        return options.ask(gate_question(spec, plan, step))
 
     run_options = RunOptions(
         state_dir=options.state_dir,
@@ -145,14 +163,15 @@ def apply(
     from codexflow.runtime import run_plan
 
     ready = prepare_apply(spec_or_path, options, spec_path=spec_path)
-    return run_plan(
-        ready.plan,
-        ready.executor,
-        ready.run_options,
-        observer,
-        parameters=ready.parameters(),
-        after=ready.finish,
-    )
+    with ready.locked():
+        return run_plan(
+            ready.plan,
+            ready.executor,
+            ready.run_options,
+            observer,
+            parameters=ready.parameters(),
+            after=ready.finish,
+        )
 
 
 def with_model(spec: Spec, model: str) -> Spec:
@@ -187,16 +206,20 @@ def build_provider(spec: Spec, options: ApplyOptions) -> tuple[Any, Any]:
     if options.record and options.replay:
         raise SpecError([Issue("--record", 0, 0, "", "--record and --replay exclude each other")])
     script = _read(Script.load, options.script, "--script") if options.script else None
+    prices = {name: p.price.per_token() for name, p in spec.providers.items() if p.price}
     if options.replay:
         cassette = _read(Cassette.load, options.replay, "--replay")
-        return Provider(ledger=ledger, cassette=cassette, mode="replay", script=script), ledger
+        replaying = Provider(
+            ledger=ledger, cassette=cassette, mode="replay", script=script, prices=prices
+        )
+        return replaying, ledger
     rpm = {name: p.rpm for name, p in spec.providers.items() if p.rpm}
     if options.record:
         cassette = Cassette(options.record)
         return Provider(
-            ledger=ledger, cassette=cassette, mode="record", script=script, rpm=rpm
+            ledger=ledger, cassette=cassette, mode="record", script=script, rpm=rpm, prices=prices
         ), ledger
-    return Provider(ledger=ledger, script=script, rpm=rpm), ledger
+    return Provider(ledger=ledger, script=script, rpm=rpm, prices=prices), ledger
 
 
 def _read(load: Callable[[Path], Any], path: Path, option: str) -> Any:
@@ -237,6 +260,72 @@ def build_executor(
         approve=approve_tool,
         allow_unsafe=options.allow_unsafe,
     )
+
+
+def check_approvals(spec: Spec, plan: Plan, names: Iterable[str]) -> None:
+    """Every `--approve NAME` must name a task, a gate step or a tool of the spec: a typo would
+    otherwise be accepted silently and the gate denied later."""
+    from codexflow.spec.diagnostics import suggest
+    from codexflow.spec.models import BUILTIN_TOOLS
+
+    known = set(spec.tasks) | {step.id for step in plan.steps} | set(BUILTIN_TOOLS)
+    known |= set(spec.tools)
+    mcp = [name for name, tool in spec.tools.items() if getattr(tool, "kind", "") == "mcp"]
+    issues = []
+    for name in sorted(set(names)):
+        if name in known or any(name.startswith((f"{m}.", f"{m}__", f"{m}_")) for m in mcp):
+            continue
+        gates = sorted(step.task for step in plan.steps if step.kind == "approval")
+        hint = suggest(name, known) or (
+            f"the gates of this spec: {', '.join(gates)}" if gates else "this spec has no gates"
+        )
+        issues.append(
+            Issue(
+                "--approve",
+                0,
+                0,
+                "",
+                f"`{name}` is not a task, gate or tool of {spec.name}",
+                hint,
+            )
+        )
+    if issues:
+        raise SpecError(issues)
+
+
+def gate_question(spec: Spec, plan: Plan, step: Step) -> str:
+    """What a person is asked at a gate: which agent, what it will be told, with which inputs."""
+    from codexflow.spec import templates
+
+    task = spec.tasks.get(step.task)
+    steps = [s for s in plan.steps if s.task == step.task and s.kind != "approval"]
+    lines = [f"Approve task `{step.task}` ({step.id})?"]
+    agents = list(dict.fromkeys(s.agent for s in steps if s.agent))
+    models = sorted({s.model for s in steps if s.model})
+    if task is not None and task.agent == "swarm" and spec.topology is not None:
+        lines.append(f"  agent: swarm ({spec.topology.kind}: {', '.join(agents)})")
+    elif agents:
+        lines.append(f"  agent: {', '.join(agents)}")
+    if models:
+        lines.append(f"  model: {', '.join(models)}")
+    if task is not None:
+        try:
+            # Upstream outputs are not known here: name them where the prompt shows them.
+            upstream = {name: {"output": f"<output of {name}>"} for name in spec.tasks}
+            variables = {"inputs": plan.inputs, "tasks": upstream, "item": "<each item>"}
+            prompt = templates.render(task.prompt, variables | {"memory": {}})
+        except Exception:  # it reads upstream outputs not known here: show the template
+            prompt = task.prompt
+        lines.append("  prompt: " + _shorten(prompt, 600).replace("\n", "\n          "))
+    if plan.inputs:
+        shown = ", ".join(f"{k}={_shorten(repr(v), 60)}" for k, v in sorted(plan.inputs.items()))
+        lines.append(f"  inputs: {shown}")
+    return "\n".join(lines) + "\n"
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def parse_approvals(names: Iterable[str]) -> frozenset[str]:

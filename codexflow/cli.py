@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -59,8 +60,12 @@ def _render_issues(console: Console, issues: list[Issue]) -> None:
     for issue in issues:
         where = issue.where
         loc = f" [bold]{issue.loc}[/bold]:" if issue.loc else ""
-        hint = f" [dim]({issue.hint})[/dim]" if issue.hint else ""
-        console.print(f"[red]{where}[/red]:{loc} {_escape(issue.message)}{hint}")
+        hint = f" [dim]({_escape(issue.hint)})[/dim]" if issue.hint else ""
+        if issue.severity == "warning":
+            where = f"[yellow]{where}: warning[/yellow]"
+        else:
+            where = f"[red]{where}[/red]"
+        console.print(f"{where}:{loc} {_escape(issue.message)}{hint}")
 
 
 def _escape(text: str) -> str:
@@ -80,13 +85,16 @@ def validate(
 
     Exit 0 when all are valid, 2 when any is not. Imports no model or orchestrator code.
     """
-    from codexflow.spec import load_spec
+    from codexflow.spec import load_spec_source
 
     results: list[dict[str, Any]] = []
     for path in specs:
         try:
-            spec = load_spec(path)
-            results.append({"path": str(path), "valid": True, "name": spec.name, "issues": []})
+            spec, source = load_spec_source(path)
+            warnings = [issue.to_dict() for issue in source.warnings]
+            results.append(
+                {"path": str(path), "valid": True, "name": spec.name, "issues": warnings}
+            )
         except SpecError as error:
             results.append(
                 {"path": str(path), "valid": False, "issues": [i.to_dict() for i in error.issues]}
@@ -98,11 +106,14 @@ def validate(
         console = _out()
         for result in results:
             if result["valid"]:
+                _render_issues(console, [Issue(**issue) for issue in result["issues"]])
                 console.print(f"[green]ok[/green] {result['path']} ({result['name']})")
             else:
                 _render_issues(console, [Issue(**issue) for issue in result["issues"]])
         if failed:
-            count = sum(len(result["issues"]) for result in failed)
+            count = sum(
+                1 for result in failed for i in result["issues"] if i["severity"] == "error"
+            )
             console.print(
                 f"[red]{count} problem{'s' if count != 1 else ''} in {len(failed)} file{'s' if len(failed) != 1 else ''}[/red]"
             )
@@ -185,13 +196,14 @@ def plan(
     and starts no orchestrator.
     """
     from codexflow.compiler import compile_spec
-    from codexflow.compiler.estimate import estimate_plan
+    from codexflow.compiler.estimate import estimate_plan, spec_prices
     from codexflow.compiler.inputs import parse_assignments
     from codexflow.compiler.render import render_dot, render_json, render_mermaid, render_text
     from codexflow.providers.price_table import model_prices
-    from codexflow.spec import load_spec
+    from codexflow.spec import load_spec_source
 
-    spec = load_spec(spec_path)
+    spec, source = load_spec_source(spec_path)
+    _render_issues(_err(), source.warnings)
     if model:
         from codexflow.api import with_model
 
@@ -202,7 +214,8 @@ def plan(
         from codexflow.runtime import cache_status
 
         cached = cache_status(compiled, state_dir)
-    estimate = estimate_plan(compiled, model_prices, cached)
+    max_usd = spec.budget.max_usd if spec.budget else None
+    estimate = estimate_plan(compiled, spec_prices(spec, model_prices), cached, max_usd)
     if format is PlanFormat.json:
         sys.stdout.write(render_json(compiled, estimate, cached))
     elif format is PlanFormat.mermaid:
@@ -271,6 +284,13 @@ def apply(
         ),
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
+    no_wait: Annotated[
+        bool,
+        typer.Option(
+            "--no-wait",
+            help="Exit at once if another apply is using the state dir, instead of waiting.",
+        ),
+    ] = False,
 ) -> None:
     """Run a spec: every step as a Prefect task run, with live progress and a summary table.
 
@@ -299,6 +319,9 @@ def apply(
         engine="local" if no_prefect else "prefect",
         allow_unsafe=allow_unsafe_shell,
         verbose=verbose,
+        wait_for_state=not no_wait,
+        on_wait=lambda message: _err().print(f"[yellow]{_escape(message)}[/yellow]"),
+        on_warnings=lambda warnings: _render_issues(_err(), warnings),
     )
     result = apply_spec(spec_path, options, ConsoleObserver(_err()))
     console = _out()
@@ -315,7 +338,7 @@ def apply(
 def _ask(question: str) -> bool:
     from rich.prompt import Confirm
 
-    return Confirm.ask(question, console=_err(), default=False)
+    return Confirm.ask(_escape(question), console=_err(), default=False)
 
 
 def _ask_budget(exc: BudgetExceeded) -> float | None:
@@ -354,7 +377,12 @@ def runs(ctx: typer.Context, state_dir: StateDir = Path(".codexflow")) -> None:
             f"{summary['run_id']}  {summary.get('plan', '')}  {summary.get('status', '')}  "
             f"{summary.get('duration', 0):.1f}s  ran {totals.get('executed', 0)}  "
             f"cached {totals.get('cached', 0)}  spent {totals.get('spent_tokens', 0)} tokens "
-            f"${totals.get('spent_usd', 0):.4f}" + (f"  prefect {prefect}" if prefect else ""),
+            + (
+                f"${totals.get('spent_usd', 0):.4f}"
+                if isinstance(totals.get("spent_usd", 0), (int, float))
+                else "cost unknown"
+            )
+            + (f"  prefect {prefect}" if prefect else ""),
             highlight=False,
         )
 
@@ -472,18 +500,42 @@ def _spec_name(path: Path) -> str:
     return name if name and name[0].isalnum() else "starter"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI in-process and return its exit code (tests call this)."""
+def _click_errors(name: str) -> tuple[type[BaseException], ...]:
+    """`name` from click and from the click that typer bundles (typer >= 0.29 raises its own)."""
     import click
 
+    found: list[type[BaseException]] = []
+    for module_name in ("click.exceptions", "typer._click.exceptions", "typer.exceptions"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        cls = getattr(module, name, None)
+        if isinstance(cls, type) and issubclass(cls, BaseException) and cls not in found:
+            found.append(cls)
+    if not found:  # pragma: no cover - click always has it
+        found.append(getattr(click.exceptions, name))
+    return tuple(found)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI in-process and return its exit code (tests call this)."""
+    exits, aborts = _click_errors("Exit"), _click_errors("Abort")
+    usage_errors, click_errors = _click_errors("UsageError"), _click_errors("ClickException")
+    no_args = _click_errors("NoArgsIsHelpError")
     try:
         result = app(args=argv, standalone_mode=False, prog_name="codexflow")
-    except click.exceptions.Exit as done:
-        return done.exit_code
-    except click.ClickException as exc:
-        exc.show()
+    except exits as done:
+        return int(getattr(done, "exit_code", EXIT_OK) or EXIT_OK)
+    except no_args:
+        return EXIT_INVALID  # the help is already printed: nothing was asked of us
+    except usage_errors as exc:  # a wrong command, option or value: usage and exit 2
+        exc.show()  # type: ignore[attr-defined]
         return EXIT_INVALID
-    except click.exceptions.Abort:
+    except click_errors as exc:
+        exc.show()  # type: ignore[attr-defined]
+        return EXIT_INVALID
+    except aborts:
         _err().print("aborted")
         return 130
     except SpecError as error:

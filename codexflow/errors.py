@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+Severity = Literal["error", "warning"]
 
 
 @dataclass(frozen=True, slots=True)
 class Issue:
-    """One problem in a spec file, located at `path:line:col` (1-based) and a dotted `loc`."""
+    """One problem in a spec file, located at `path:line:col` (1-based) and a dotted `loc`.
+
+    A warning is printed but does not make the spec invalid (a model litellm may not know).
+    """
 
     path: str
     line: int
@@ -15,6 +21,7 @@ class Issue:
     loc: str
     message: str
     hint: str = ""
+    severity: Severity = "error"
 
     @property
     def where(self) -> str:
@@ -22,7 +29,7 @@ class Issue:
         return f"{self.path}:{self.line}:{self.col}" if self.line > 0 else self.path
 
     def render(self) -> str:
-        where = self.where
+        where = self.where + (": warning" if self.severity == "warning" else "")
         text = f"{where}: {self.loc}: {self.message}" if self.loc else f"{where}: {self.message}"
         return f"{text} ({self.hint})" if self.hint else text
 
@@ -34,6 +41,7 @@ class Issue:
             "loc": self.loc,
             "message": self.message,
             "hint": self.hint,
+            "severity": self.severity,
         }
 
 

@@ -59,6 +59,7 @@ class _Tally:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    cost_known: bool = True
     llm_calls: int = 0
     tool_calls: int = 0
     records: list[dict[str, Any]] = field(default_factory=list)
@@ -68,6 +69,7 @@ class _Tally:
         self.prompt_tokens += response.usage.prompt_tokens
         self.completion_tokens += response.usage.completion_tokens
         self.cost_usd += response.cost_usd
+        self.cost_known = self.cost_known and response.cost_known
         self.llm_calls += 1
         self.records.append(
             {
@@ -93,6 +95,7 @@ class _Tally:
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
             cost_usd=self.cost_usd,
+            cost_known=self.cost_known,
             llm_calls=self.llm_calls,
             tool_calls=self.tool_calls,
             records=self.records,

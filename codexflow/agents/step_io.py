@@ -29,6 +29,7 @@ class StepResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    cost_known: bool = True  # False when a call's model has no known price (cost_usd is then 0)
     llm_calls: int = 0
     tool_calls: int = 0
     records: list[dict[str, Any]] = field(

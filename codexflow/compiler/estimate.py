@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from codexflow.compiler.plan import Plan, Step
+from codexflow.spec import Spec
+from codexflow.spec.catalog import OWN_PREFIXES
 
 CHARS_PER_TOKEN = 4
 SYSTEM_TOKENS = 400  # a role preset plus tool descriptions
@@ -47,6 +49,12 @@ class ModelEstimate:
 class Estimate:
     models: dict[str, ModelEstimate]
     dynamic_steps: list[str]  # fan-outs counted per item
+    max_usd: float | None = None  # the spec's USD budget, which unpriced models escape
+
+    @property
+    def unpriced(self) -> list[str]:
+        """Models whose cost is unknown: the USD figures leave them out."""
+        return sorted(name for name, model in self.models.items() if not model.priced)
 
     @property
     def calls(self) -> Range:
@@ -83,7 +91,25 @@ def _step_range(step: Step, prices: tuple[float, float] | None) -> tuple[Range, 
     return calls, Range(low, high)
 
 
-def estimate_plan(plan: Plan, prices: Prices, cached: dict[str, bool] | None = None) -> Estimate:
+def spec_prices(spec: Spec, table: Prices) -> Prices:
+    """Prices of a spec's models: `providers.<prefix>.price` where declared, else `table`."""
+    declared = {name: p.price.per_token() for name, p in spec.providers.items() if p.price}
+
+    def prices(model: str) -> tuple[float, float] | None:
+        prefix = model.split("/", 1)[0] if "/" in model else ""
+        if prefix in OWN_PREFIXES:
+            return 0.0, 0.0  # answered by codexflow itself: free
+        return declared.get(prefix) or table(model)
+
+    return prices
+
+
+def estimate_plan(
+    plan: Plan,
+    prices: Prices,
+    cached: dict[str, bool] | None = None,
+    max_usd: float | None = None,
+) -> Estimate:
     """Calls and cost of the steps that would run; steps found in the cache cost nothing."""
     models: dict[str, ModelEstimate] = {}
     dynamic: list[str] = []
@@ -102,4 +128,4 @@ def estimate_plan(plan: Plan, prices: Prices, cached: dict[str, bool] | None = N
         times = len(step.for_each) if isinstance(step.for_each, tuple) else 1
         entry.calls.add(calls.low, calls.high, times)
         entry.usd.add(usd.low, usd.high, times)
-    return Estimate(models, dynamic)
+    return Estimate(models, dynamic, max_usd)

@@ -33,7 +33,7 @@ def estimate_lines(estimate: Estimate) -> list[str]:
         if model.priced:
             text += f", {_span(model.usd.low, model.usd.high, money=True)}"
         else:
-            text += ", price unknown (not in litellm's table)"
+            text += ", cost unknown (not in litellm's table; declare `providers.<prefix>.price`)"
         if model.per_item_calls.high:
             text += f" + {_span(model.per_item_calls.low, model.per_item_calls.high)} calls"
             if model.priced:
@@ -42,12 +42,23 @@ def estimate_lines(estimate: Estimate) -> list[str]:
         lines.append(text)
     total = estimate.calls
     usd = estimate.usd
-    line = (
-        f"total: {_span(total.low, total.high)} LLM calls, {_span(usd.low, usd.high, money=True)}"
-    )
+    unpriced = estimate.unpriced
+    if unpriced and len(unpriced) == len(estimate.models):
+        cost = "cost unknown"
+    elif unpriced:
+        cost = f"{_span(usd.low, usd.high, money=True)} + the unknown cost of {', '.join(unpriced)}"
+    else:
+        cost = _span(usd.low, usd.high, money=True)
+    line = f"total: {_span(total.low, total.high)} LLM calls, {cost}"
     if estimate.dynamic_steps:
         line += f", plus the items of {', '.join(estimate.dynamic_steps)} (known at run time)"
     lines.append(line)
+    if unpriced and estimate.max_usd is not None:
+        lines.append(
+            f"budget: max_usd {_money(estimate.max_usd)} cannot be enforced for "
+            f"{', '.join(unpriced)}: their price is unknown (declare `providers.<prefix>.price`, "
+            "or set `budget.max_tokens`)"
+        )
     return lines
 
 
@@ -175,7 +186,9 @@ def plan_to_dict(
     plan: Plan, estimate: Estimate | None = None, cached: dict[str, bool] | None = None
 ) -> dict[str, Any]:
     """The machine form of the plan (what `codexflow plan --format json` prints)."""
-    data = dataclasses.asdict(plan)
+    from codexflow.compiler.plan_schema import PLAN_FORMAT_VERSION
+
+    data = {"version": PLAN_FORMAT_VERSION, **dataclasses.asdict(plan)}
     for step in data["steps"]:
         step["fan_out"] = step["for_each"] is not None
         if cached is not None:
@@ -188,6 +201,10 @@ def plan_to_dict(
             "dynamic_steps": estimate.dynamic_steps,
             "calls": dataclasses.asdict(estimate.calls),
             "usd": dataclasses.asdict(estimate.usd),
+            "cost_known": not estimate.unpriced,
+            "unpriced_models": estimate.unpriced,
+            "max_usd": estimate.max_usd,
+            "max_usd_enforceable": estimate.max_usd is None or not estimate.unpriced,
         }
     return data
 

@@ -8,9 +8,14 @@ from typing import Any
 from ._litellm import litellm
 from .types import Usage
 
+Prices = tuple[float, float]  # USD per input token, USD per output token
 
-def cost_of(model: str, usage: Usage) -> tuple[float, bool]:
-    """(cost in USD, known?) of a call; a model missing from the price table costs 0, unknown."""
+
+def cost_of(model: str, usage: Usage, declared: Prices | None = None) -> tuple[float, bool]:
+    """(cost in USD, known?) of a call: at the spec's declared price, else litellm's; a model
+    missing from both costs 0, unknown."""
+    if declared is not None:
+        return usage.prompt_tokens * declared[0] + usage.completion_tokens * declared[1], True
     try:
         prompt, completion = litellm().cost_per_token(
             model=model,
@@ -40,3 +45,23 @@ def estimate_prompt(
     except Exception:
         price = 0.0
     return tokens, tokens * float(price)
+
+
+def prices_of(model: str, declared: Prices | None = None) -> Prices | None:
+    """USD per input and per output token: the spec's declared price, else litellm's, else None."""
+    if declared is not None:
+        return declared
+    try:
+        info = litellm().get_model_info(model)
+    except Exception:  # litellm raises several types for an unmapped model
+        return None
+    if info.get("input_cost_per_token") is None:
+        return None
+    return float(info["input_cost_per_token"]), float(info.get("output_cost_per_token") or 0.0)
+
+
+def count_prompt(
+    model: str, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]]
+) -> int:
+    """Tokens of the next prompt as litellm counts them (0 when it cannot read the shape)."""
+    return estimate_prompt(model, messages, tools)[0]

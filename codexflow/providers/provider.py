@@ -14,9 +14,9 @@ from ..errors import ProviderError
 from ._litellm import REPLAY, SCRIPTED, litellm
 from .breaker import Breakers
 from .cassette import Cassette, Exchange, request_key
-from .ledger import Ledger
+from .ledger import Ledger, Reservation
 from .offline import register_source, source_url
-from .pricing import cost_of, estimate_prompt
+from .pricing import Prices, cost_of, count_prompt, prices_of
 from .rate import RateLimits
 from .retry import backoff, classify, retry_after, status_of
 from .scripted import Script
@@ -24,6 +24,8 @@ from .types import ChatRequest, ChatResponse, Mode, ModelRoute, ToolCall, Usage
 
 # response_format types of the OpenAI protocol; no JSON Schema uses these as its "type".
 _OPENAI_FORMATS = frozenset({"json_schema", "json_object", "text"})
+# Sent as the key to a server of the spec's own (`api_base`) that was given no key variable.
+NO_KEY = "no-key-needed"
 
 
 @dataclass
@@ -68,9 +70,12 @@ class Provider:
         rng: random.Random | None = None,
         rpm: Mapping[str, int] | None = None,
         rpm_window: float = 60.0,
+        prices: Mapping[str, Prices] | None = None,
     ) -> None:
         """`rpm` limits the requests started per provider prefix (`{"openai": 60}`) in any
-        `rpm_window` seconds (a minute; shorter in tests); a request waits for a free slot."""
+        `rpm_window` seconds (a minute; shorter in tests); a request waits for a free slot.
+        `prices` are the spec's declared prices per provider prefix (USD per input and per
+        output token), for models litellm's table does not price."""
         if mode in ("record", "replay") and cassette is None:
             raise ValueError(f"mode {mode!r} needs a cassette")
         self.ledger = ledger if ledger is not None else Ledger()
@@ -81,6 +86,7 @@ class Provider:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self.rate_limits = RateLimits(rpm, rpm_window)
+        self.prices = dict(prices or {})
         # Ids under which the offline handlers find this provider's script and cassette.
         self._script_id = register_source(script) if script is not None else None
         self._cassette_id = (
@@ -93,17 +99,43 @@ class Provider:
         outcomes: list[_Outcome] = []
         sent = 0
         for model in models:
-            if self.ledger.limited:
-                tokens, usd = estimate_prompt(model, request.messages, request.tools)
-                self.ledger.check_before_call(step, next_tokens=tokens, next_usd=usd)
-            outcome = _Outcome(model)
-            outcomes.append(outcome)
-            raw = self._try_model(route, request, step, model, outcome)
-            sent += outcome.attempts
-            if raw is not None:
-                return self._finish(route, request, step, model, raw, attempts=sent)
+            reservation = self._reserve(route, request, step, model)
+            max_tokens = reservation.completion_tokens if reservation else route.max_tokens
+            try:
+                outcome = _Outcome(model)
+                outcomes.append(outcome)
+                raw = self._try_model(route, request, step, model, outcome, max_tokens)
+                sent += outcome.attempts
+                if raw is not None:
+                    return self._finish(route, request, step, model, raw, attempts=sent)
+            finally:
+                if reservation is not None:  # what the call did not use is free again
+                    self.ledger.release(reservation)
         details = "; ".join(f"{o.model}: {o.error}" for o in outcomes)
         raise ProviderError(f"step '{step}': no model answered ({details})")
+
+    def _reserve(
+        self, route: ModelRoute, request: ChatRequest, step: str, model: str
+    ) -> Reservation | None:
+        """Hold the worst case of this call against the budget before it starts (None: no
+        budget). Raises BudgetExceeded when the call could pass a limit."""
+        if not self.ledger.limited:
+            return None
+        return self.ledger.reserve(
+            step,
+            prompt_tokens=count_prompt(model, request.messages, request.tools),
+            max_completion=route.max_tokens,
+            prices=self.prices_for(model),
+        )
+
+    def declared_price(self, model: str) -> Prices | None:
+        if model.startswith(f"{SCRIPTED}/"):
+            return 0.0, 0.0  # scripted answers cost nothing, and that is known
+        return self.prices.get(model.split("/", 1)[0]) if "/" in model else None
+
+    def prices_for(self, model: str) -> Prices | None:
+        """USD per input and output token of `model`, or None when nobody knows them."""
+        return prices_of(model, self.declared_price(model))
 
     def _models_to_try(self, route: ModelRoute, request: ChatRequest, step: str) -> tuple[str, ...]:
         if self.mode != "replay":
@@ -118,7 +150,13 @@ class Provider:
         return recorded
 
     def _try_model(
-        self, route: ModelRoute, request: ChatRequest, step: str, model: str, outcome: _Outcome
+        self,
+        route: ModelRoute,
+        request: ChatRequest,
+        step: str,
+        model: str,
+        outcome: _Outcome,
+        max_tokens: int | None = None,
     ) -> Any | None:
         """The raw litellm response, or None once this model is exhausted, skipped or refused."""
         if self._needs_key(route, model) and not os.environ.get(route.api_key_env or ""):
@@ -138,15 +176,18 @@ class Provider:
                 return None
             outcome.attempts += 1
             try:
-                response = self._call(route, request, step, model)
+                response = self._call(route, request, step, model, max_tokens)
             except Exception as exc:
                 verdict = classify(exc)
-                outcome.error = f"{outcome.attempts} attempt(s), last: {_describe(exc)}"
+                outcome.error = (
+                    f"{outcome.attempts} attempt(s), last: {_describe(exc, route.api_base, model)}"
+                )
                 if verdict != "transient":
                     breaker.record_success()  # it answered: the provider is up, the request is not
                     if verdict == "fatal":
                         raise ProviderError(
-                            f"step '{step}': {model} refused the request: {_describe(exc)}"
+                            f"step '{step}': {model} refused the request: "
+                            f"{_describe(exc, route.api_base, model)}"
                         ) from exc
                     return None
                 breaker.record_failure()
@@ -160,7 +201,14 @@ class Provider:
             return response
         return None
 
-    def _call(self, route: ModelRoute, request: ChatRequest, step: str, model: str) -> Any:
+    def _call(
+        self,
+        route: ModelRoute,
+        request: ChatRequest,
+        step: str,
+        model: str,
+        max_tokens: int | None = None,
+    ) -> Any:
         kwargs: dict[str, Any] = {
             "messages": list(request.messages),
             "timeout": route.timeout,
@@ -175,8 +223,8 @@ class Provider:
             kwargs["response_format"] = _response_format(request.response_format)
         if route.temperature is not None:
             kwargs["temperature"] = route.temperature
-        if route.max_tokens is not None:
-            kwargs["max_tokens"] = route.max_tokens
+        if max_tokens is not None:  # the route's, or what the budget has left for this call
+            kwargs["max_tokens"] = max_tokens
         if self.mode == "replay":
             key = self._key(route, request, model)
             kwargs.update(
@@ -190,6 +238,10 @@ class Provider:
                 kwargs["api_base"] = route.api_base
             if route.api_key_env:
                 kwargs["api_key"] = os.environ[route.api_key_env]
+            elif route.api_base and not os.environ.get(HOSTED_KEYS.get(_prefix(model), "")):
+                # A local server needs no key, but the OpenAI SDK refuses to send a request
+                # without one ("Missing credentials"): give it a placeholder.
+                kwargs["api_key"] = NO_KEY
         # The first call imports litellm (seconds): that is not part of the request's window.
         completion = litellm().completion
         if self.rate_limits and self._needs_network(model):
@@ -218,7 +270,7 @@ class Provider:
             prompt_tokens=int(getattr(raw_usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(raw_usage, "completion_tokens", 0) or 0),
         )
-        cost, known = cost_of(model, usage)
+        cost, known = cost_of(model, usage, self.declared_price(model))
         self.ledger.charge(step, model, usage, cost, cost_known=known)
         response = ChatResponse(
             content=message.content,
@@ -320,7 +372,35 @@ def _response_format(schema: dict[str, Any]) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
 
 
-def _describe(exc: BaseException) -> str:
+def _prefix(model: str) -> str:
+    return model.split("/", 1)[0] if "/" in model else ""
+
+
+def _describe(exc: BaseException, api_base: str | None = None, model: str = "") -> str:
+    if "LLM Provider NOT provided" in str(exc):
+        return (
+            f"litellm does not know the provider `{_prefix(model) or model}` "
+            "(`codexflow validate` names the closest known ones)"
+        )
+    if _is_connection_error(exc):
+        where = api_base or "the provider's endpoint"
+        return f"cannot connect to {where} (is the server running, and is the URL right?)"
     status = status_of(exc)
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return f"{status} {text}" if status else text
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """A refused or unreachable connection, however litellm and the SDK wrap it."""
+    import httpx
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionError | httpx.ConnectError):
+            return True
+        if type(current).__name__ in ("APIConnectionError", "ConnectError"):
+            return "Connection error" in str(current) or "connect" in str(current).lower()
+        current = current.__cause__ or current.__context__
+    return False

@@ -8,6 +8,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from codexflow.runtime.record import cost_text
 from codexflow.runtime.types import RunResult, StepRecord, StepStatus
 
 _STYLE: dict[str, str] = {
@@ -23,38 +24,55 @@ _STYLE: dict[str, str] = {
 def render_summary(result: RunResult) -> Table:
     """Status, duration, tokens, cost and cached per unit, with a totals row.
 
-    The model gets a column only when the run used several; otherwise the title names it, so
-    the table fits an 80-column terminal.
+    The model gets a column only when the run used several; otherwise the title names it.
+    Figures are never cut (a `tok…` column says nothing): when the terminal (or `COLUMNS`, in a
+    pipe) is too narrow, the step and agent names wrap instead.
     """
     records = list(result.records.values())
     models = sorted({r.model for r in records if r.model})
     title = f"{result.plan} · run {result.run_id} · {result.status}"
     if len(models) == 1:
         title += f" · {models[0]}"
-    table = Table(title=title, show_footer=False, box=box.SIMPLE_HEAD)
     columns = [("step", "left"), ("agent", "left"), ("status", "left"), ("secs", "right"),
                ("tokens", "right"), ("cost $", "right"), ("cached", "center")]  # fmt: skip
     if len(models) > 1:
         columns.append(("model", "left"))
-    for column, justify in columns:
-        table.add_column(column, justify=justify, no_wrap=column in ("step", "agent", "status"))  # type: ignore[arg-type]
+    rows: list[tuple[list[str], str]] = []
     for r in records:
-        style = _STYLE.get(r.status, "")
-        row = [r.id, r.agent or r.kind, f"[{style}]{r.status}[/]" if style else r.status,
-               f"{r.duration:.2f}", str(r.tokens), f"{r.cost_usd:.4f}", "✓" if r.cached else ""]  # fmt: skip
-        table.add_row(*row, *([r.model] if len(models) > 1 else []))
-    table.add_section()
+        row = [r.id, r.agent or r.kind, r.status, f"{r.duration:.2f}", str(r.tokens),
+               cost_text([r]), "✓" if r.cached else ""]  # fmt: skip
+        rows.append((row + ([r.model] if len(models) > 1 else []), ""))
     # Cached rows show what their answers cost when they were paid for; this run spent nothing
     # on them, so the totals keep the two apart.
     paid = [r for r in records if not r.cached]
     saved = [r for r in records if r.cached]
     total = ["spent", "", result.status, f"{result.duration:.2f}", str(sum(r.tokens for r in paid)),
-             f"{sum(r.cost_usd for r in paid):.4f}", ""]  # fmt: skip
-    table.add_row(*total, *([""] if len(models) > 1 else []))
+             cost_text(paid), ""]  # fmt: skip
+    totals = [(total + ([""] if len(models) > 1 else []), "")]
     if saved:
         reused = ["saved by the cache", "", "", "", str(sum(r.tokens for r in saved)),
-                  f"{sum(r.cost_usd for r in saved):.4f}", str(len(saved))]  # fmt: skip
-        table.add_row(*reused, *([""] if len(models) > 1 else []), style="cyan")
+                  cost_text(saved), str(len(saved))]  # fmt: skip
+        totals.append((reused + ([""] if len(models) > 1 else []), "cyan"))
+    # Two spaces between columns (the box draws one), none at the edges.
+    table = Table(
+        title=title, show_footer=False, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False
+    )
+    for index, (column, justify) in enumerate(columns):
+        widest = max([len(column)] + [len(row[index]) for row, _ in rows + totals])
+        if column in ("step", "agent", "model"):
+            # Names may wrap (fold) when space is short; never shorter than a readable stub.
+            table.add_column(column, justify=justify, overflow="fold", min_width=min(widest, 8))  # type: ignore[arg-type]
+        else:
+            table.add_column(column, justify=justify, no_wrap=True, min_width=widest)  # type: ignore[arg-type]
+    for row, style in rows:
+        status_style = _STYLE.get(row[2], "")
+        cells = list(row)
+        if status_style:
+            cells[2] = f"[{status_style}]{row[2]}[/]"
+        table.add_row(*cells, style=style or None)
+    table.add_section()
+    for row, style in totals:
+        table.add_row(*row, style=style or None)
     return table
 
 

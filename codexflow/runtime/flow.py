@@ -79,14 +79,17 @@ async def apply_spec(
 
     prepared = PREPARED.get()
     route_run_logs(prepared.options.verbose if prepared is not None else False)
-    if prepared is None:  # a deployment run or a retry from the UI: build it from the parameters
-        prepared = _prepare_from_parameters(
-            spec, inputs, workspace, state_dir, approve, model, fresh
-        )
-        prepared.run_id = str(get_run_context().flow_run.name)  # type: ignore[union-attr]
     from codexflow.runtime.flow_body import execute_in_flow
 
-    return await execute_in_flow(prepared)
+    if prepared is not None:
+        return await execute_in_flow(prepared)
+    # A deployment run or a retry from the UI: build it from the parameters.
+    prepared, ready = _prepare_from_parameters(
+        spec, inputs, workspace, state_dir, approve, model, fresh
+    )
+    prepared.run_id = str(get_run_context().flow_run.name)  # type: ignore[union-attr]
+    with ready.locked():
+        return await execute_in_flow(prepared)
 
 
 def _prepare_from_parameters(
@@ -97,7 +100,7 @@ def _prepare_from_parameters(
     approve: list[str] | None,
     model: str | None,
     fresh: bool,
-) -> PreparedRun:
+) -> tuple[PreparedRun, Any]:
     from pathlib import Path
 
     from codexflow.api import ApplyOptions, prepare_apply  # the wiring layer, imported late
@@ -111,7 +114,7 @@ def _prepare_from_parameters(
         approve=frozenset(approve or ()),
     )
     ready = prepare_apply(spec, options)
-    return PreparedRun(
+    prepared = PreparedRun(
         plan=ready.plan,
         executor=ready.executor,
         options=ready.run_options,
@@ -119,6 +122,7 @@ def _prepare_from_parameters(
         run_id="",
         after=ready.finish,
     )
+    return prepared, ready
 
 
 def run_flow(

@@ -73,7 +73,7 @@ async def execute_in_flow(prepared: PreparedRun) -> Any:
     data = summary(result)
     if result.status == "succeeded":
         return Completed(message=description, data=data)
-    if result.status == "interrupted" or result.reason.startswith("cancelled"):
+    if result.status in ("interrupted", "budget_reached"):  # resumable: a re-apply goes on
         return Cancelled(message=description, data=data)
     return Failed(message=description, data=data)
 

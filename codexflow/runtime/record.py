@@ -14,6 +14,24 @@ from codexflow.runtime.types import RunResult, StepRecord
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\[\]*-]")
 
 
+def cost_text(records: list[StepRecord], dollar: str = "") -> str:
+    """What some units cost: `0.0123`, `unknown` when no price is known, `≥0.0123` when only
+    some are (a model without a price would otherwise look free)."""
+    total = sum(r.cost_usd for r in records if r.cost_known)
+    if all(r.cost_known for r in records):
+        return f"{dollar}{total:.4f}"
+    if not any(r.cost_known and r.cost_usd for r in records):
+        return "unknown"
+    return f"≥{dollar}{total:.4f}"
+
+
+def _usd_total(records: list[StepRecord]) -> float | None:
+    """The sum for summary.json; None (null) when some unit's price is unknown."""
+    if not all(r.cost_known for r in records):
+        return None
+    return round(sum(r.cost_usd for r in records), 6)
+
+
 def new_run_id() -> str:
     """Sortable by time (to the millisecond), unique across processes: 20261124-004613.042-3f9a1c."""
     now = time.time()
@@ -59,10 +77,11 @@ def summary(result: RunResult) -> dict[str, Any]:
             "cached": sum(r.cached for r in records),
             "prompt_tokens": sum(r.prompt_tokens for r in records),
             "completion_tokens": sum(r.completion_tokens for r in records),
-            "cost_usd": round(sum(r.cost_usd for r in records), 6),
+            "cost_usd": _usd_total(records),
             # What this run paid for; the figures above include what cached units cost once.
             "spent_tokens": sum(r.tokens for r in records if not r.cached),
-            "spent_usd": round(sum(r.cost_usd for r in records if not r.cached), 6),
+            "spent_usd": _usd_total([r for r in records if not r.cached]),
+            "cost_known": all(r.cost_known for r in records),
         },
         "steps": [r.summary() for r in records],
     }
@@ -82,15 +101,15 @@ def report(result: RunResult) -> str:
         f"  **Duration:** {result.duration:.2f} s",
         f"  **Executed:** {result.executed}  **Cached:** {sum(r.cached for r in records)}",
         f"  **Spent:** {sum(r.tokens for r in records if not r.cached)} tokens, "
-        f"${sum(r.cost_usd for r in records if not r.cached):.4f}",
+        f"{cost_text([r for r in records if not r.cached], '$')}",
         f"  **Reused from the cache:** {sum(r.tokens for r in records if r.cached)} tokens, "
-        f"${sum(r.cost_usd for r in records if r.cached):.4f}",
+        f"{cost_text([r for r in records if r.cached], '$')}",
         "",
         "| step | agent | status | duration (s) | tokens | cost ($) | cached | model | error |",
         "|---|---|---|---:|---:|---:|---|---|---|",
     ]
     for r in records:
-        row = [r.id, r.agent or r.kind, r.status, f"{r.duration:.2f}", r.tokens, f"{r.cost_usd:.4f}",
+        row = [r.id, r.agent or r.kind, r.status, f"{r.duration:.2f}", r.tokens, cost_text([r]),
                "yes" if r.cached else "", r.model, r.error]  # fmt: skip
         lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
     return "\n".join(lines) + "\n"

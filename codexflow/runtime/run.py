@@ -107,6 +107,8 @@ def _status(records: dict[str, StepRecord], stop_reason: str) -> RunStatus:
     statuses = {r.status for r in records.values()}
     if "failed" in statuses:
         return "failed"
+    if stop_reason.startswith("budget reached"):
+        return "budget_reached"
     if stop_reason or "not_run" in statuses:
         return "interrupted"
     if "denied" in statuses:

@@ -318,7 +318,7 @@ class Scheduler:
                 result.prompt_tokens,
                 result.completion_tokens,
             )
-            record.cost_usd = result.cost_usd
+            record.cost_usd, record.cost_known = result.cost_usd, result.cost_known
             self.record.write_step(record)
         self.observer.on_step_end(unit.id, status, record)
         if status in ("failed", "denied"):

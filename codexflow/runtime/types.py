@@ -17,8 +17,9 @@ from codexflow.events import EventBus
 StepStatus = Literal["succeeded", "cached", "failed", "denied", "skipped", "not_run"]
 
 # succeeded: every unit has an output. failed: a unit failed. denied: a gate said no (and none
-# failed). interrupted: a signal or a declined budget stopped the run; a re-run resumes it.
-RunStatus = Literal["succeeded", "failed", "denied", "interrupted"]
+# failed). interrupted: a signal or a cancel stopped the run; budget_reached: the budget did
+# (and was not raised). A re-run resumes either.
+RunStatus = Literal["succeeded", "failed", "denied", "interrupted", "budget_reached"]
 
 Engine = Literal["prefect", "local"]
 
@@ -101,6 +102,7 @@ class StepRecord:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    cost_known: bool = True  # False: a model without a known price; cost_usd is then 0
     model: str = ""
     cached: bool = False
     attempts: int = 0
@@ -127,7 +129,8 @@ class StepRecord:
             "duration": round(self.duration, 4),
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
-            "cost_usd": self.cost_usd,
+            "cost_usd": self.cost_usd if self.cost_known else None,  # null: unknown
+            "cost_known": self.cost_known,
             "model": self.model,
             "cached": self.cached,
             "attempts": self.attempts,

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from codexflow.errors import Issue
+from codexflow.errors import Issue, Severity
 from codexflow.spec import templates
 from codexflow.spec.diagnostics import choices_hint, dotted, suggest
 from codexflow.spec.models import AUTO, BUILTIN_TOOLS, JSON_TYPES, SWARM, is_json_type
+from codexflow.spec.preflight import PreflightChecks
 from codexflow.spec.task_checks import TaskChecks, as_mapping, as_strings
 from codexflow.spec.yaml_source import Path, Source
 
 
-class Checker(TaskChecks):
+class Checker(TaskChecks, PreflightChecks):
     """Every cross check of one source; `run` returns the issues found."""
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, *, check_workspace: bool = True) -> None:
         self.source = source
+        self.check_workspace_exists = check_workspace
         self.data = as_mapping(source.data)
         self.issues: list[Issue] = []
         self.agents = as_mapping(self.data.get("agents"))
@@ -29,7 +31,14 @@ class Checker(TaskChecks):
         self.inputs = as_mapping(self.data.get("inputs"))
 
     def report(
-        self, path: Path, message: str, hint: str = "", *, key: bool = False, line_offset: int = 0
+        self,
+        path: Path,
+        message: str,
+        hint: str = "",
+        *,
+        key: bool = False,
+        line_offset: int = 0,
+        severity: Severity = "error",
     ) -> None:
         position = self.source.position(path, key=key)
         line, col = position.line, position.col
@@ -39,7 +48,9 @@ class Checker(TaskChecks):
                 line, col = line + line_offset, 1
             else:
                 line += line_offset - 1
-        self.issues.append(Issue(self.source.path, line, col, dotted(path), message, hint))
+        self.issues.append(
+            Issue(self.source.path, line, col, dotted(path), message, hint, severity)
+        )
 
     def run(self) -> list[Issue]:
         self.check_agents()
@@ -50,6 +61,7 @@ class Checker(TaskChecks):
         self.check_tasks()
         self.check_cycles()
         self.check_schedule()
+        self.run_preflight()
         return self.issues
 
     # -- agents and topology -------------------------------------------------------------
@@ -250,5 +262,5 @@ def cron_problem(expression: str) -> str:
     return ""
 
 
-def check_references(source: Source) -> list[Issue]:
-    return Checker(source).run()
+def check_references(source: Source, *, check_workspace: bool = True) -> list[Issue]:
+    return Checker(source, check_workspace=check_workspace).run()

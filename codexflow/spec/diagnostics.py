@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from functools import cache
 from typing import Any
 
@@ -43,13 +44,49 @@ def choices_hint(word: str, choices: list[str] | tuple[str, ...] | set[str], nou
 
 
 def issues_from_validation(error: ValidationError, source: Source) -> list[Issue]:
+    from codexflow.spec.models import UNIQUE_ITEMS
+
     issues = []
     for detail in error.errors(include_url=False):
+        if detail["type"] == UNIQUE_ITEMS:
+            continue  # the cross checks name the repeated item at its own position
         issues.append(_one(dict(detail), source))
     return _dedupe(issues)
 
 
+_EXPECTED = re.compile(r"^expected (?P<what>.+?), got (?P<got>.+)$")
+
+
+def _merge_alternatives(issues: list[Issue]) -> list[Issue]:
+    """One message for a value that matches no member of a union (`str | list`): pydantic
+    reports each member on its own, which reads as contradictory advice."""
+    out: list[Issue] = []
+    merged: dict[tuple[int, int, str, str], int] = {}
+    for issue in issues:
+        match = _EXPECTED.match(issue.message)
+        if match is None:
+            out.append(issue)
+            continue
+        key = (issue.line, issue.col, issue.loc, match.group("got"))
+        if key not in merged:
+            merged[key] = len(out)
+            out.append(issue)
+            continue
+        first = out[merged[key]]
+        what = _EXPECTED.match(first.message)
+        assert what is not None
+        out[merged[key]] = Issue(
+            first.path,
+            first.line,
+            first.col,
+            first.loc,
+            f"expected {what.group('what')} or {match.group('what')}, got {match.group('got')}",
+        )
+    return out
+
+
 def _dedupe(issues: list[Issue]) -> list[Issue]:
+    issues = _merge_alternatives(issues)
     seen: set[tuple[int, int, str, str]] = set()
     out = []
     for issue in issues:
@@ -279,6 +316,17 @@ def _resolve(node: dict[str, Any], data: Any, root: dict[str, Any]) -> dict[str,
     for _ in range(8):  # refs and unions nest only a few levels
         if "$ref" in node:
             node = root["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+        elif "allOf" in node and all("if" in branch for branch in node["allOf"]):
+            # A tagged union spelled out for editors (schema.py): `kind` picks the member.
+            kind = data.get("kind") if isinstance(data, dict) else None
+            chosen = [
+                branch["then"]
+                for branch in node["allOf"]
+                if branch["if"]["properties"].get("kind", {}).get("const") == kind
+            ]
+            if not chosen:
+                return {}
+            node = chosen[0]
         elif "oneOf" in node or "anyOf" in node:
             options = node.get("oneOf") or node.get("anyOf") or []
             kind = data.get("kind") if isinstance(data, dict) else None

@@ -13,13 +13,16 @@ from codexflow.spec.models import Spec
 from codexflow.spec.yaml_source import MAX_BYTES, Source, YamlProblem, read_yaml
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Parse, validate and cross-check one spec file. Raises SpecError listing every problem."""
-    spec, _ = load_spec_source(path)
+def load_spec(path: str | Path, *, check_workspace: bool = True) -> Spec:
+    """Parse, validate and cross-check one spec file. Raises SpecError listing every problem.
+
+    `check_workspace=False` skips the check that the spec's workspace exists (for a run given
+    a workspace of its own)."""
+    spec, _ = load_spec_source(path, check_workspace=check_workspace)
     return spec
 
 
-def load_spec_source(path: str | Path) -> tuple[Spec, Source]:
+def load_spec_source(path: str | Path, *, check_workspace: bool = True) -> tuple[Spec, Source]:
     shown = str(path)
     try:
         with open(path, "rb") as handle:
@@ -45,7 +48,7 @@ def load_spec_source(path: str | Path) -> tuple[Spec, Source]:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise SpecError([Issue(shown, line, 1, "", "not UTF-8 text")]) from None
-    return load_spec_text(text, shown)
+    return load_spec_text(text, shown, check_workspace=check_workspace)
 
 
 EXTENSION_PREFIX = "x-"
@@ -56,7 +59,9 @@ def without_extensions(data: dict[str, object]) -> dict[str, object]:
     return {key: value for key, value in data.items() if not key.startswith(EXTENSION_PREFIX)}
 
 
-def load_spec_text(text: str, path: str = "<string>") -> tuple[Spec, Source]:
+def load_spec_text(
+    text: str, path: str = "<string>", *, check_workspace: bool = True
+) -> tuple[Spec, Source]:
     """Like load_spec, for text already in memory (`path` is only used in messages)."""
     try:
         source = read_yaml(text, path)
@@ -81,7 +86,8 @@ def load_spec_text(text: str, path: str = "<string>") -> tuple[Spec, Source]:
         spec = Spec.model_validate(without_extensions(source.data))
     except ValidationError as error:
         issues.extend(issues_from_validation(error, source))
-    issues.extend(check_references(source))
-    if issues or spec is None:
+    issues.extend(check_references(source, check_workspace=check_workspace))
+    if spec is None or any(issue.severity == "error" for issue in issues):
         raise SpecError(issues)
+    source.warnings = SpecError(issues).issues  # sorted like errors
     return spec, source

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
@@ -34,6 +35,9 @@ def is_json_type(value: Any, kind: str) -> bool:
         return bool in expected
     return isinstance(value, expected)
 
+
+# The error type of a repeated list item; spec checks report it where the repeat is written.
+UNIQUE_ITEMS = "unique_items"
 
 Identifier = Annotated[str, Field(pattern=ID_PATTERN, min_length=1, max_length=64)]
 PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
@@ -97,6 +101,17 @@ class DefaultsSpec(SpecModel):
     )
 
 
+class PriceSpec(SpecModel):
+    """A model's price, for models litellm's price table does not know (local, custom)."""
+
+    input: float = Field(ge=0, description="USD per million input (prompt) tokens.")
+    output: float = Field(ge=0, description="USD per million output (completion) tokens.")
+
+    def per_token(self) -> tuple[float, float]:
+        """(USD per input token, USD per output token)."""
+        return self.input / 1_000_000, self.output / 1_000_000
+
+
 class ProviderSpec(SpecModel):
     """Limits and connection settings for one provider (the prefix of a model string)."""
 
@@ -113,6 +128,11 @@ class ProviderSpec(SpecModel):
         None,
         pattern=r"^[A-Z_][A-Z0-9_]*$",
         description="Name of the environment variable that holds the API key (never the key itself).",
+    )
+    price: PriceSpec | None = Field(
+        None,
+        description="Price per million tokens of this provider's models, used instead of "
+        "litellm's table (so that `budget.max_usd` holds for models it does not price).",
     )
 
 
@@ -183,9 +203,21 @@ class RingTopology(SpecModel):
 
     kind: Literal["ring"] = Field(description="Topology kind.")
     order: list[Identifier] = Field(
-        ..., min_length=2, description="The agents, in the order they take turns."
+        ...,
+        min_length=2,
+        json_schema_extra={"uniqueItems": True},
+        description="The agents, in the order they take turns (each once).",
     )
     rounds: int = Field(1, ge=1, le=20, description="Laps around the ring.")
+
+    @field_validator("order")
+    @classmethod
+    def _each_once(cls, order: list[str]) -> list[str]:
+        if len(set(order)) != len(order):
+            # The spec checks name the repeated agent at its position; this keeps the model
+            # and the JSON Schema (uniqueItems) in agreement.
+            raise PydanticCustomError(UNIQUE_ITEMS, "an agent is listed twice")
+        return order
 
 
 class MeshTopology(SpecModel):

@@ -18,6 +18,7 @@ def json_schema() -> dict[str, Any]:
 
     schema = Spec.model_json_schema(by_alias=True, mode="validation")
     _close_pattern_maps(schema)
+    _spell_out_unions(schema)
     # Top-level `x-…` keys are ignored (a place for YAML anchors), everything else is closed.
     schema["patternProperties"] = {
         "^x-": {"description": "Ignored: a place for YAML anchors to reuse."}
@@ -39,6 +40,39 @@ def _close_pattern_maps(node: Any) -> None:
     elif isinstance(node, list):
         for value in node:
             _close_pattern_maps(value)
+
+
+def _spell_out_unions(node: Any) -> None:
+    """Editors (yaml-language-server) ignore `discriminator`: with a bare `oneOf` they offer
+    some `kind` values and name the wrong member's keys. Say it in plain JSON Schema instead:
+    `kind` is one of every value, and each value selects its member (if/then)."""
+    if isinstance(node, dict):
+        discriminator = node.get("discriminator")
+        if isinstance(discriminator, dict) and "oneOf" in node:
+            field = discriminator["propertyName"]
+            mapping: dict[str, str] = discriminator["mapping"]
+            node.pop("discriminator")
+            node.pop("oneOf")
+            node["type"] = "object"
+            node["required"] = [field]
+            node["properties"] = {
+                field: {
+                    "enum": sorted(mapping),
+                    "description": f"One of: {', '.join(sorted(mapping))}.",
+                }
+            }
+            node["allOf"] = [
+                {
+                    "if": {"properties": {field: {"const": value}}, "required": [field]},
+                    "then": {"$ref": ref},
+                }
+                for value, ref in sorted(mapping.items())
+            ]
+        for value in node.values():
+            _spell_out_unions(value)
+    elif isinstance(node, list):
+        for value in node:
+            _spell_out_unions(value)
 
 
 def render_schema() -> str:

@@ -48,6 +48,8 @@ class Source:
     data: Any
     values: dict[Path, Position] = field(default_factory=dict)
     keys: dict[Path, Position] = field(default_factory=dict)
+    # Issues of severity "warning" found by a load that succeeded (shown, not fatal).
+    warnings: list[Issue] = field(default_factory=list)
 
     def position(self, path: Path, *, key: bool = False) -> Position:
         """Where `path` was written: its key for `key=True`, else its value; else its nearest parent."""

@@ -10,6 +10,8 @@ import pytest
 
 from codexflow.errors import BudgetExceeded, ProviderError
 from codexflow.providers import Breakers, ChatRequest, Ledger, ModelRoute, Provider
+from codexflow.providers.ledger import worst_prompt
+from codexflow.providers.pricing import count_prompt
 from tests.support.openai_server import OpenAIServer, Reply
 
 HELLO = ChatRequest(messages=[{"role": "user", "content": "hello"}])
@@ -247,15 +249,19 @@ def test_tokens_and_cost_totals_equal_the_servers_usage(
 def test_the_budget_stops_the_next_call_and_keeps_what_was_charged(
     openai_server: OpenAIServer, api_key: str
 ) -> None:
-    ledger = Ledger(max_tokens=20)
+    # Room for one call's worst case (its prompt and max_tokens: 50), not for a second one
+    # after the first spent 15 tokens.
+    worst = worst_prompt(count_prompt("openai/test-model", HELLO.messages, ())) + 50
+    limit = worst + 14
+    ledger = Ledger(max_tokens=limit)
     provider = Provider(ledger=ledger)
 
-    provider.complete(route(openai_server, api_key), HELLO, step="first")
+    provider.complete(route(openai_server, api_key, max_tokens=50), HELLO, step="first")
     with pytest.raises(
         BudgetExceeded,
-        match=r"before step 'second': the run has spent 15 tokens of its limit of 20",
+        match=rf"before step 'second': the run has spent 15 tokens of its limit of {limit}",
     ):
-        provider.complete(route(openai_server, api_key), HELLO, step="second")
+        provider.complete(route(openai_server, api_key, max_tokens=50), HELLO, step="second")
 
     assert len(openai_server.chat_requests()) == 1
     assert ledger.totals().total_tokens == 15

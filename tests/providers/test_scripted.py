@@ -49,7 +49,9 @@ def test_replies_are_matched_per_step_and_model_in_order(tmp_path: Path) -> None
         provider.complete(ModelRoute("scripted/coder", retries=0), ASK, step="code")
 
     assert ledger.per_step()["plan"].total_tokens == 16
-    assert ledger.totals().calls == 6 and not ledger.totals().cost_known
+    # Scripted answers reach no provider: they cost nothing, and that is known.
+    assert ledger.totals().calls == 6 and ledger.totals().cost_known
+    assert ledger.totals().cost_usd == 0.0
 
 
 def test_scripted_errors_are_retried_and_honour_retry_after() -> None:

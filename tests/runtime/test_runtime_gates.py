@@ -98,7 +98,7 @@ def test_budget_raised_then_the_run_goes_on(tmp_path: Path) -> None:
 def test_budget_declined_stops_cleanly_and_resumes_later(tmp_path: Path) -> None:
     executor = FakeExecutor(raise_on={"b": BudgetExceeded("over $5")})
     result = run_plan(budget_plan(), executor, local(tmp_path, on_budget=lambda exc: None))  # type: ignore[arg-type]
-    assert result.status == "interrupted" and "budget" in result.reason
+    assert result.status == "budget_reached" and "budget" in result.reason
     statuses = {k: r.status for k, r in result.records.items()}
     assert (
         statuses["a"] == "succeeded" and statuses["b"] == "not_run" and statuses["c"] == "not_run"
@@ -112,4 +112,4 @@ def test_budget_declined_stops_cleanly_and_resumes_later(tmp_path: Path) -> None
 def test_budget_without_a_callback_stops(tmp_path: Path) -> None:
     executor = FakeExecutor(raise_on={"a": BudgetExceeded("over")})
     result = run_plan(budget_plan(), executor, local(tmp_path))  # type: ignore[arg-type]
-    assert result.status == "interrupted" and result.records["a"].status == "not_run"
+    assert result.status == "budget_reached" and result.records["a"].status == "not_run"
