@@ -62,19 +62,10 @@ def test_expected_failure():
 def test_a_skipped_protection_fails_on_ci_and_only_there(tmp_path: Path, ci: str) -> None:
     (tmp_path / "test_inner.py").write_text(INNER, encoding="utf-8")
     env = {**os.environ, "CI": ci, "PYTHONPATH": str(ROOT)}
+    pytest_argv = ["-m", "pytest", "-p", "tests.conftest", "-q", "-rA", "-p", "no:cacheprovider"]
+    marker = ["-o", "markers=requires_protection: test"]
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "tests.conftest",
-            "-q",
-            "-rA",
-            "-p",
-            "no:cacheprovider",
-        ]
-        + ["-o", "markers=requires_protection: test", str(tmp_path / "test_inner.py")],
+        [sys.executable, *pytest_argv, *marker, str(tmp_path / "test_inner.py")],
         cwd=tmp_path,
         env=env,
         capture_output=True,
