@@ -16,6 +16,8 @@ unmutated copy: a selection that fails without any mutation proves nothing, so t
 
 The exit code is 0 only when every mutation selected was killed.
 
+A fast test (tests/test_promises.py) fails when a mutation no longer applies to the tree.
+
 The runtime mutations (`fan-out-item-out-of-cache-key`, `replicas-ignored`) are written against
 codexflow/runtime as it was before the runtime rewrite: after it, the lead may need to update
 their file, old text and tests (a `stale` result says so).

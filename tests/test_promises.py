@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -83,3 +84,22 @@ def test_a_skipped_protection_fails_on_ci_and_only_there(tmp_path: Path, ci: str
         assert "2 skipped" in out and "bubblewrap cannot create namespaces here" in out
     assert "1 xfailed" in out  # an expected failure stays one, CI or not
     assert "SKIPPED [1] test_inner.py:8: nothing promised" in out  # unmarked skips stay skips
+
+
+def test_every_mutation_of_the_mutation_check_still_applies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """bench/mutations.py breaks promises by exact text: when the code moves, its mutations must
+    move with it (update them there), or the check would report them stale, not killed."""
+    found = importlib.util.spec_from_file_location("mutations", ROOT / "bench" / "mutations.py")
+    assert found is not None and found.loader is not None
+    mutations = importlib.util.module_from_spec(found)
+    monkeypatch.setitem(sys.modules, "mutations", mutations)  # dataclasses look it up there
+    found.loader.exec_module(mutations)
+    assert len(mutations.MUTATIONS) >= 5
+    for mutation in mutations.MUTATIONS:
+        text = (ROOT / mutation.file).read_text(encoding="utf-8")
+        assert text.count(mutation.old) == 1, f"{mutation.name}: update it for {mutation.file}"
+        assert mutation.new != mutation.old
+        for selection in mutation.tests:
+            assert (ROOT / selection.split("::")[0]).exists(), f"{mutation.name}: {selection}"
