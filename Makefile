@@ -1,8 +1,9 @@
 # One task runner: `make install`, `make lint`, `make test`, `make demo`.
+# Checks of the tests themselves: `make mutations`, `make test-under-load`.
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install lint test demo schema bench
+.PHONY: install lint test demo schema bench mutations test-under-load
 
 install: $(VENV)/.installed
 
@@ -20,6 +21,16 @@ lint: install
 
 test: install
 	$(BIN)/pytest -q
+
+# Each promise broken on purpose in a temporary copy of the tree must fail its tests.
+mutations: install
+	$(BIN)/python bench/mutations.py
+
+# The suite RUNS times in a row beside two CPU-burning processes; PYTEST_ARGS picks a part.
+RUNS ?= 5
+PYTEST_ARGS ?=
+test-under-load: install
+	RUNS=$(RUNS) PYTHON=$(BIN)/python bench/under_load.sh $(PYTEST_ARGS)
 
 schema: install
 	$(BIN)/python -m codexflow.spec.schema

@@ -1,9 +1,10 @@
-"""Session-wide test set-up: paths, and the rule that no test reaches the internet."""
+"""Session-wide test set-up: paths, the rule that no test reaches the internet, and no silent
+skip of a promised protection on CI."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,26 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     with running_prefect_server(tmp_path_factory.mktemp("prefect-server")) as url:
         yield url
+
+
+def on_ci() -> bool:
+    """CI sets CI=true (as GitHub Actions, GitLab and `.ci/run` do)."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """On CI a skipped `requires_protection` test fails: a protection the README promises is
+    missing on the CI machine, and a skip there would pass unseen."""
+    report = yield
+    protected = item.get_closest_marker("requires_protection") is not None
+    if report.skipped and not hasattr(report, "wasxfail") and protected and on_ci():
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = (
+            f"{item.nodeid}: skipped on CI, but it guards a protection the README promises: "
+            f"{reason} (make the protection work on the CI machine; see .ci/run)"
+        )
+    return report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -67,8 +68,16 @@ def test_refactor_leaves_a_reviewable_commit(tmp_path: Path) -> None:
     assert tests.returncode == 0, tests.stderr
     assert result.outputs["test"] == {"passed": True, "failures": []}
     assert len(result.outputs["refactor"]) == 2  # one output per fan-out item
-    audit = (result.run_dir / "audit.jsonl").read_text()
-    assert '"tool": "git_commit"' in audit and '"tool": "run_tests"' in audit
+    audit = [json.loads(line) for line in (result.run_dir / "audit.jsonl").read_text().splitlines()]
+    assert "git_commit" in {entry["tool"] for entry in audit}
+    # The agents' test runs really ran in the sandbox and passed: a refused or failed run_tests
+    # (bubblewrap unable to start, say) would leave the scripted answers above unchanged.
+    runs = [entry for entry in audit if entry["tool"] == "run_tests"]
+    outcomes = [(entry["step_id"], entry["outcome"], entry["result"][:200]) for entry in runs]
+    assert runs and all(outcome == "ok" for _, outcome, _ in outcomes), outcomes
+    for entry in runs:
+        assert entry["result"].startswith("exit code: 0\n"), entry["result"]
+        assert "Ran 5 tests" in entry["result"] and entry["result"].rstrip().endswith("OK")
 
 
 def test_refactor_gate_denied_headless_keeps_work_and_commits_nothing(tmp_path: Path) -> None:
@@ -112,8 +121,6 @@ def test_missing_workspace_is_an_input_error(tmp_path: Path) -> None:
 def test_plan_shows_what_is_cached_after_a_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import json
-
     from codexflow.cli import main
 
     spec = str(ROOT / "specs" / "refactor.yaml")

@@ -10,6 +10,11 @@ import pytest
 from codexflow.cli import main
 from tests.support.openai_server import Reply, running_openai_server
 
+# The spec names this variable in `api_key_env`. Its name looks like no secret (it does not end
+# in _API_KEY/_TOKEN/...), so only the spec's naming of it marks its value as one to redact.
+KEY_ENV = "CODEXFLOW_TEST_KEY"
+KEY = "sk-test-secret-value-123"
+
 SPEC = """apiVersion: codexflow/v1
 name: recorded
 defaults: {{model: openai/test-model, retries: 0}}
@@ -32,7 +37,10 @@ def answer(request: dict) -> Reply:
     text = json.dumps(request["messages"])
     if "TOKEN-edit" in text:
         return Reply(content='{"line": "Graphs connect."}', prompt_tokens=40, completion_tokens=6)
-    return Reply(content="Graphs connect things, mostly.", prompt_tokens=30, completion_tokens=7)
+    # The model echoes the key: it must reach no output, cache, record, later prompt or cassette.
+    return Reply(
+        content=f"Graphs connect things, mostly. {KEY}", prompt_tokens=30, completion_tokens=7
+    )
 
 
 def summary(run_root: Path) -> dict:
@@ -43,7 +51,7 @@ def summary(run_root: Path) -> dict:
 def test_record_then_replay_offline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    monkeypatch.setenv("CODEXFLOW_TEST_KEY", "sk-test-secret-value-123")
+    monkeypatch.setenv(KEY_ENV, KEY)
     cassette = tmp_path / "run.cassette.yaml"
     spec = tmp_path / "spec.yaml"
     with running_openai_server() as server:
@@ -62,14 +70,23 @@ def test_record_then_replay_offline(
             ]
         )
         assert code == 0, capsys.readouterr()
-        assert len(server.chat_requests()) == 2
+        requests = server.chat_requests()
+        assert len(requests) == 2
+        # The key was really in use (the headers), and in the second prompt only as redacted.
+        assert [r.headers.get("Authorization") for r in requests] == [f"Bearer {KEY}"] * 2
+        assert KEY not in json.dumps(requests[1].json)
+        assert "mostly. <redacted>" in json.dumps(requests[1].json)
         live = summary(state / "runs")
     text = cassette.read_text()
-    assert "sk-test-secret-value-123" not in text  # the key never reaches the cassette
+    assert KEY not in text  # the key never reaches the cassette
     assert "TOKEN-draft" in text and "TOKEN-edit" in text
+    assert "mostly. <redacted>" in text  # where the answer held the key
+    written = [path for path in state.rglob("*") if path.is_file()]
+    assert any(path.suffix == ".json" and "steps" in path.parts for path in written)
+    assert [path for path in written if KEY.encode() in path.read_bytes()] == []
 
     # The server is gone and so is the key: a fresh run answers from the cassette alone.
-    monkeypatch.delenv("CODEXFLOW_TEST_KEY")
+    monkeypatch.delenv(KEY_ENV)
     replayed_state = tmp_path / "replayed"
     code = main(
         [
@@ -90,7 +107,7 @@ def test_record_then_replay_offline(
     }
     outputs = {step: steps[step] for step in ("draft", "edit")}
     assert outputs == {
-        "draft": "Graphs connect things, mostly.",
+        "draft": "Graphs connect things, mostly. <redacted>",
         "edit": {"line": "Graphs connect."},
     }
     assert [s["prompt_tokens"] for s in replayed["steps"]] == [

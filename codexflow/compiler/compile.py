@@ -11,8 +11,9 @@ from codexflow.compiler.expand import Draft, expand_task
 from codexflow.compiler.inputs import resolve_inputs
 from codexflow.compiler.plan import Assignment, Plan, Step
 from codexflow.errors import Issue, SpecError
-from codexflow.spec.models import AUTO, Spec
+from codexflow.spec.models import AUTO, Spec, WebToolSpec
 
+WEB_FETCH = "web_fetch"  # the built-in fetcher enabled by `kind: web` tools
 HASH_VERSION = "codexflow-step-v1"  # bump when the hash material changes meaning
 
 
@@ -148,10 +149,7 @@ def _definition(spec: Spec, draft: Draft) -> dict[str, Any]:
     if draft.agent is None:
         return base
     agent = spec.agents[draft.agent]
-    tools = {
-        name: spec.tools[name].model_dump(mode="json") if name in spec.tools else "builtin"
-        for name in agent.tools
-    }
+    tools = {name: _tool_definition(spec, name) for name in agent.tools}
     return {
         **base,
         "agent": draft.agent,
@@ -165,6 +163,20 @@ def _definition(spec: Spec, draft: Draft) -> dict[str, Any]:
         "tools": tools,
         "workspace": spec.workspace,
     }
+
+
+def _tool_definition(spec: Spec, name: str) -> Any:
+    """What decides a tool's schema and reach. The built-in web_fetch serves the hosts of every
+    `kind: web` tool (its description lists them), so their definitions are part of it."""
+    if name in spec.tools:
+        return spec.tools[name].model_dump(mode="json")
+    if name == WEB_FETCH:
+        return {
+            tool: spec.tools[tool].model_dump(mode="json")
+            for tool in sorted(spec.tools)
+            if isinstance(spec.tools[tool], WebToolSpec)
+        }
+    return "builtin"
 
 
 # -- pass 5: freeze ---------------------------------------------------------------------------

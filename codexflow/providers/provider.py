@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import ProviderError
 from ._litellm import REPLAY, SCRIPTED, litellm
 from .breaker import Breakers
-from .cassette import Cassette, Exchange, request_key
+from .cassette import Cassette, Exchange, redact, request_key, secret_values
 from .ledger import Ledger, Reservation
 from .offline import register_source, source_url
 from .pricing import Prices, cost_of, count_prompt, prices_of
@@ -259,9 +259,14 @@ class Provider:
         attempts: int,
     ) -> ChatResponse:
         message = raw.choices[0].message
+        # A key the model echoes would otherwise reach outputs, the cache, the run records and
+        # the next prompt (and a replay, whose cassette holds it redacted, would then miss).
+        secrets = _secrets(route)
         calls = [
             ToolCall(
-                id=str(c.id), name=str(c.function.name), arguments=str(c.function.arguments or "")
+                id=str(c.id),
+                name=str(c.function.name),
+                arguments=redact(str(c.function.arguments or ""), secrets),
             )
             for c in (getattr(message, "tool_calls", None) or [])
         ]
@@ -273,7 +278,7 @@ class Provider:
         cost, known = cost_of(model, usage, self.declared_price(model))
         self.ledger.charge(step, model, usage, cost, cost_known=known)
         response = ChatResponse(
-            content=message.content,
+            content=redact(message.content, secrets),
             tool_calls=calls,
             model=model,
             usage=usage,
@@ -304,11 +309,6 @@ class Provider:
         vendor_model: str,
     ) -> None:
         assert self.cassette is not None
-        secrets = (
-            [os.environ[route.api_key_env]]
-            if route.api_key_env and os.environ.get(route.api_key_env)
-            else []
-        )
         exchange_request: dict[str, Any] = {
             "model": model,
             "messages": [dict(m) for m in request.messages],
@@ -332,7 +332,7 @@ class Provider:
         }
         key = self._key(route, request, model)
         self.cassette.record(
-            Exchange(key, step, exchange_request, exchange_response), secrets=secrets
+            Exchange(key, step, exchange_request, exchange_response), secrets=_secrets(route)
         )
 
     def _missing_credentials(self, route: ModelRoute, model: str) -> list[str]:
@@ -361,6 +361,13 @@ class Provider:
         return request_key(
             model, request.messages, request.tools, request.response_format, route.temperature
         )
+
+
+def _secrets(route: ModelRoute) -> list[str]:
+    """Values never to keep: the environment's secrets, and the route's own key, whatever its
+    variable is called (`api_key_env: LOCAL_LLM_KEY` matches no secret-looking name)."""
+    own = os.environ.get(route.api_key_env) if route.api_key_env else None
+    return sorted({*secret_values(), *([own] if own else [])}, key=len, reverse=True)
 
 
 def _response_format(schema: dict[str, Any]) -> dict[str, Any]:

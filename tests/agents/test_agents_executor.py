@@ -119,8 +119,12 @@ def test_approval_steps_and_unknown_agents_are_refused() -> None:
 
 
 def test_no_turn_starts_after_the_step_timeout() -> None:
+    timeout = 0.5  # wide: the first turn must start before it, however busy the machine
+
     def slow(request: Any) -> Any:
-        time.sleep(0.05)
+        # A model turn as long as the whole step's timeout: it began after the step did, so
+        # when it returns the deadline has passed by construction, not by a guess at timing.
+        time.sleep(timeout)
         return reply(None, ("read_file", {"path": "a"}))
 
     spec = make_spec(worker={"role": "coder", "tools": ["read_file"]})
@@ -131,9 +135,7 @@ def test_no_turn_starts_after_the_step_timeout() -> None:
         workspace=".",
         toolset_factory=lambda *_: FakeToolset({"read_file": lambda path: path}),
     )
-    step = make_step(tools=("read_file",), timeout=0.03, max_turns=5)
-    with pytest.raises(
-        RunError, match=r"step 'job': timed out after 0.03 s \(1 model turns done\)"
-    ):
+    step = make_step(tools=("read_file",), timeout=timeout, max_turns=5)
+    with pytest.raises(RunError, match=r"step 'job': timed out after 0.5 s \(1 model turns done\)"):
         executor.execute(StepCall(step=step, prompt="p", context={}, run_id="r"))
     assert len(provider.requests) == 1

@@ -10,6 +10,7 @@ import pytest
 from agent_fakes import FakeProvider, FakeToolset, make_step, reply
 
 from codexflow.agents.executor import run_agent_step
+from codexflow.providers.provider import Provider
 from codexflow.spec.models import Spec
 
 _ROOT = str(Path(__file__).resolve().parents[2])
@@ -17,8 +18,6 @@ if _ROOT not in sys.path:  # `tests.support` lives at the repository root
     sys.path.insert(0, _ROOT)
 
 from tests.support.openai_server import Reply, running_openai_server  # noqa: E402
-
-provider_module = pytest.importorskip("codexflow.providers.provider")
 
 SCHEMA = {"type": "object", "properties": {"files": {"type": "array"}}, "required": ["files"]}
 
@@ -61,7 +60,7 @@ def test_a_tool_conversation_and_a_repaired_structured_answer_over_http(
             make_step(tools=("read_file",), output_schema=SCHEMA, retries=0),
             "List the files you changed.",
             {},
-            provider_module.Provider(),
+            Provider(),
             workspace=".",
             toolset_factory=lambda *_: tools,
         )
@@ -80,7 +79,6 @@ def test_a_tool_conversation_and_a_repaired_structured_answer_over_http(
 
 
 def test_real_tools_read_a_workspace_file_for_the_model(tmp_path: Path) -> None:
-    pytest.importorskip("codexflow.tools.toolset")
     (tmp_path / "notes.txt").write_text("the answer is 42\n", encoding="utf-8")
     spec = Spec.model_validate(
         {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
@@ -173,12 +172,11 @@ def test_a_hung_response_is_cut_at_the_timeout(openai_server: OpenAIServer, api_
     openai_server.default = Reply(delay=5.0)
     provider = Provider(ledger=Ledger())
 
-    started = time.monotonic()
-    with pytest.raises(ProviderError, match="test-model"):
+    # Waiting out the server's 5 s would have got its answer: an error means the call was cut.
+    with pytest.raises(ProviderError, match=r"test-model.*[Tt]imed? ?out") as raised:
         provider.complete(route(openai_server, api_key, timeout=0.5, retries=0), HELLO, step="s")
-    elapsed = time.monotonic() - started
 
-    assert 0.5 <= elapsed < 2.5
+    assert "ok" not in str(raised.value)
     assert len(openai_server.chat_requests()) == 1
 
 
@@ -191,8 +189,10 @@ def test_the_breaker_opens_then_closes_after_its_cooldown(
         if request["model"] == "flaky" and not healthy["flaky"]
         else Reply(content=request["model"])
     )
-    # A cooldown long enough that a slow CI does not reach half-open between the asserts.
-    provider = Provider(ledger=Ledger(), breakers=Breakers(threshold=2, cooldown=1.5))
+    now = [1000.0]  # the breakers' clock: it moves only when the test moves it
+    provider = Provider(
+        ledger=Ledger(), breakers=Breakers(threshold=2, cooldown=1.5, clock=lambda: now[0])
+    )
     flaky = route(openai_server, api_key, "openai/flaky", retries=1, fallbacks=("openai/steady",))
 
     assert provider.complete(flaky, HELLO, step="s").content == "steady"  # 2 failures open it
@@ -206,7 +206,9 @@ def test_the_breaker_opens_then_closes_after_its_cooldown(
     assert len(openai_server.chat_requests("flaky")) == 2
 
     healthy["flaky"] = True
-    time.sleep(1.6)
+    now[0] += 1.4
+    assert provider.breakers.get("openai/flaky").state == "open"  # still cooling down
+    now[0] += 0.1
     assert provider.breakers.get("openai/flaky").state == "half_open"
     assert provider.complete(flaky, HELLO, step="s").content == "flaky"
     assert len(openai_server.chat_requests("flaky")) == 3

@@ -59,25 +59,54 @@ def test_spread_starts_free_their_slots_one_by_one() -> None:
     assert max_in_window(starts, 10.0) == 2
 
 
+class Observed:
+    """The real clock and sleep, seen from inside a limiter: what it granted, and every sleep it
+    asked for. Grants are the limiter's own clock readings, so a thread descheduled after its
+    grant (a busy machine) cannot move them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self.grants: list[float] = []
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        self._local.now = time.monotonic()
+        return self._local.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+        time.sleep(seconds)
+
+    def watch(self, limiter: RateLimiter) -> RateLimiter:
+        """Note each grant: the last clock reading of the thread whose acquire returns."""
+        acquire = limiter.acquire
+
+        def watched() -> float:
+            waited = acquire()
+            with self._lock:
+                self.grants.append(self._local.now)
+            return waited
+
+        limiter.acquire = watched  # type: ignore[method-assign]
+        return limiter
+
+
 def test_threads_never_exceed_the_limit_in_any_window() -> None:
-    limiter = RateLimiter(2, 0.2)
-    starts: list[float] = []
-    lock = threading.Lock()
+    observed = Observed()
+    limiter = observed.watch(RateLimiter(2, 0.2, clock=observed.clock, sleep=observed.sleep))
 
-    def go() -> None:
-        limiter.acquire()
-        with lock:
-            starts.append(time.monotonic())
-
-    began = time.monotonic()
     with ThreadPoolExecutor(max_workers=6) as pool:
         for _ in range(6):
-            pool.submit(go)
-    elapsed = time.monotonic() - began
-    assert len(starts) == 6
-    # A tiny tolerance: the limiter's clock reading and ours differ by microseconds.
-    assert max_in_window(starts, 0.2 - 0.005) <= 2
-    assert 0.4 - 0.02 <= elapsed < 2.0  # pairs at 0, 0.2, 0.4 s
+            pool.submit(limiter.acquire)
+    grants = observed.grants
+    assert len(grants) == 6
+    assert max_in_window(grants, 0.2) <= 2
+    # 6 starts, 2 a window: pairs at 0, 0.2, 0.4 s (1e-9: the sums of floats may differ by an ulp)
+    assert max(grants) - min(grants) >= 0.4 - 1e-9
+    # Work, not seconds: no wait asked for is longer than one window.
+    assert max(observed.sleeps, default=0.0) <= 0.2
 
 
 def test_limits_are_per_provider_prefix() -> None:
@@ -101,10 +130,10 @@ def test_bad_limits_are_refused() -> None:
 def test_provider_spaces_requests_to_the_http_server(
     openai_server: OpenAIServer, api_key: str
 ) -> None:
-    """rpm=2 per 1 s, 5 calls from 5 threads: the server sees them in pairs a window apart;
-    another provider prefix is not held back; a retried attempt counts as a request too."""
+    """rpm=2 per 1 s, 5 calls from 5 threads: granted in pairs a window apart, one grant per
+    request the server counts; another provider prefix is not held back; a retried attempt
+    counts as a request too."""
     window = 1.0
-    slack = 0.15  # client-side time between the limiter's start and the request's arrival
     openai_server.default = Reply(content="ok")
     request = ChatRequest(messages=[{"role": "user", "content": "hello"}])
 
@@ -113,37 +142,47 @@ def test_provider_spaces_requests_to_the_http_server(
             model, api_base=openai_server.url, api_key_env=api_key, timeout=10.0, **extra
         )
 
-    # Warm litellm up first (import, client set-up: most of a second on the first call), so
-    # arrival times at the server follow the limiter's start times closely.
-    Provider(ledger=Ledger()).complete(route(), request, step="warm-up")
-    provider = Provider(ledger=Ledger(), rpm={"openai": 2}, rpm_window=window)
+    def limited() -> tuple[Provider, Observed]:
+        provider = Provider(ledger=Ledger())  # limits of its own, not the process-wide ones
+        observed = Observed()
+        provider.rate_limits = RateLimits(
+            {"openai": 2}, window, clock=observed.clock, sleep=observed.sleep
+        )
+        limiter = provider.rate_limits.for_model("openai/test-model")
+        assert limiter is not None
+        observed.watch(limiter)
+        return provider, observed
 
-    began = time.monotonic()
+    provider, observed = limited()
     with ThreadPoolExecutor(max_workers=5) as pool:
         answers = list(
             pool.map(lambda i: provider.complete(route(), request, step=f"s{i}"), range(5))
         )
     assert [a.content for a in answers] == ["ok"] * 5
-    times = [r.time for r in openai_server.chat_requests()[1:]]
-    assert len(times) == 5
-    assert max_in_window(times, window - slack) <= 2
-    assert max(times) - began >= 2 * window - 0.01  # the 5th waited for two windows
-    assert max(times) - began < 2 * window + 1.0
+    assert len(openai_server.chat_requests()) == 5 == len(observed.grants)
+    assert max_in_window(observed.grants, window) <= 2
+    assert max(observed.grants) - min(observed.grants) >= 2 * window - 1e-9  # the 5th: 2 windows
+    assert max(observed.sleeps, default=0.0) <= window
 
-    # Another prefix (the same server, no limit) is not held back by openai's full window.
-    before = time.monotonic()
-    provider.complete(route("hosted_vllm/test-model"), request, step="free")
-    assert time.monotonic() - before < window / 2
+    # Another prefix (the same server, no limit) is not held back by openai's full window:
+    # it asks the limiter nothing and waits for nothing, yet reaches the server.
+    grants, sleeps = len(observed.grants), len(observed.sleeps)
+    assert provider.complete(route("hosted_vllm/test-model"), request, step="free").content == "ok"
+    assert (len(observed.grants), len(observed.sleeps)) == (grants, sleeps)
+    assert len(openai_server.chat_requests()) == 6
 
-    # A transient failure and its retry are two requests: both go through the limiter.
-    time.sleep(window)  # the window empties
+    # A transient failure and its retry are two requests: both go through the limiter
+    # (a fresh window, instead of sleeping until the old one empties).
+    provider, observed = limited()
     openai_server.enqueue(Reply(status=503))
     retried = route(retries=1, retry_delay=0.0)
     provider.complete(retried, request, step="retry")  # 503 + retry: 2 requests
+    assert len(observed.grants) == 2 and observed.sleeps == []  # the retry took a free slot
     provider.complete(retried, request, step="third")
-    last = [r.time for r in openai_server.chat_requests()[-3:]]
-    assert last[1] - last[0] < window / 2  # the retry went at once: a free slot
-    assert last[2] - last[0] >= window - slack  # the 3rd waited for the 1st to leave the window
+    assert len(openai_server.chat_requests()) == 6 + 3 == 6 + len(observed.grants)
+    first, _, third = observed.grants
+    assert first + window <= third  # the 3rd waited for the 1st to leave the window
+    assert max(observed.sleeps, default=0.0) <= window
 
 
 def test_apply_passes_the_specs_rpm_to_its_provider(tmp_path: Path) -> None:

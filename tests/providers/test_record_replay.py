@@ -120,3 +120,33 @@ def test_a_changed_temperature_is_a_different_request(
 def test_a_missing_cassette_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ProviderError, match="does not exist; record it first"):
         Cassette.load(tmp_path / "nope.yaml")
+
+
+def test_the_specs_own_key_variable_is_redacted_whatever_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`api_key_env: LOCAL_LLM_KEY` looks like no secret by its name; its value is one anyway:
+    in a prompt (a tool read it from a file), in an answer, and in the request headers."""
+    key = "sk-local-5f0e1d2c3b4a"
+    monkeypatch.setenv("LOCAL_LLM_KEY", key)
+    path = tmp_path / "local.cassette.yaml"
+    asked = ChatRequest(messages=[{"role": "user", "content": f"The .env file says KEY={key}"}])
+    with running_openai_server() as server:
+        server.enqueue(
+            Reply(
+                content=f"Your key is {key}.",
+                tool_calls=[{"name": "list_files", "arguments": f'{{"note": "{key}"}}'}],
+            )
+        )
+        route = ModelRoute("openai/local", api_base=server.url, api_key_env="LOCAL_LLM_KEY")
+        answer = Provider(ledger=Ledger(), cassette=Cassette(path), mode="record").complete(
+            route, asked, step="look"
+        )
+        (request,) = server.chat_requests()
+    assert request.headers.get("Authorization") == f"Bearer {key}"  # it was the key in use
+    # Nothing the provider hands back carries it: not to outputs, records or later prompts.
+    assert answer.content == "Your key is <redacted>."
+    assert answer.tool_calls[0].arguments == '{"note": "<redacted>"}'
+    text = path.read_text()
+    assert key not in text
+    assert "KEY=<redacted>" in text and "Your key is <redacted>." in text

@@ -60,26 +60,36 @@ def test_scripted_errors_are_retried_and_honour_retry_after() -> None:
         {"error": {"status": 503}},
         {"content": "third time"},
     )
-    provider = Provider(ledger=Ledger(), script=script)
+    waits: list[float] = []  # the provider's back-off sleeps, asked for and not slept
+    provider = Provider(ledger=Ledger(), script=script, sleep=waits.append)
 
-    started = time.monotonic()
     response = provider.complete(ModelRoute("scripted/x", retry_delay=0.01), ASK, step="s")
 
     assert response.content == "third time" and response.attempts == 3
-    assert time.monotonic() - started >= 0.3
+    assert waits[0] == pytest.approx(0.3)  # what Retry-After asked for
+    assert len(waits) == 2 and 0.0 <= waits[1] <= 0.02  # then jittered backoff: base 0.01 * 2**1
 
 
-def test_a_scripted_delay_past_the_timeout_is_a_timeout() -> None:
+def test_a_scripted_delay_past_the_timeout_is_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     script = Script.of({"content": "late", "delay": 5}, {"content": "on time"})
-    provider = Provider(ledger=Ledger(), script=script)
+    waits: list[float] = []
+    provider = Provider(ledger=Ledger(), script=script, sleep=waits.append)
+    slept: list[float] = []  # every real sleep of the call, the scripted server's included
+    real_sleep = time.sleep
 
-    started = time.monotonic()
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", sleep)
     response = provider.complete(
         ModelRoute("scripted/x", timeout=0.2, retry_delay=0.01), ASK, step="s"
     )
 
     assert response.content == "on time" and response.attempts == 2
-    assert time.monotonic() - started < 2
+    assert len(waits) == 1  # one back-off between the two attempts
+    # The first attempt was cut at the timeout: nothing waited out the scripted 5 s.
+    assert 0.2 in slept and max(slept) <= 0.2
 
 
 def test_a_script_in_json_with_a_401_fails_fast(tmp_path: Path) -> None:

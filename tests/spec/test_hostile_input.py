@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from codexflow.cli import main
 from codexflow.errors import SpecError
 from codexflow.spec import load_spec, load_spec_text
+from codexflow.spec.yaml_source import MAX_BYTES, MAX_DEPTH
 
 # Generous bounds: they catch an exponential blow-up, not a slow machine.
 SECONDS = 3.0
@@ -54,22 +56,50 @@ def test_alias_bomb_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert peak < MEGABYTES
 
 
-def test_deep_nesting_is_bounded() -> None:
+@pytest.fixture
+def yaml_work(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """The parser's work, counted: events it yielded, documents composed into nodes."""
+    from ruamel.yaml import YAML
+
+    work = {"events": 0, "composed": 0}
+    parse, compose = YAML.parse, YAML.compose
+
+    def counted_parse(self: YAML, stream: str) -> Iterator[object]:
+        for event in parse(self, stream):
+            work["events"] += 1
+            yield event
+
+    def counted_compose(self: YAML, stream: str) -> object:
+        work["composed"] += 1
+        return compose(self, stream)
+
+    monkeypatch.setattr(YAML, "parse", counted_parse)
+    monkeypatch.setattr(YAML, "compose", counted_compose)
+    return work
+
+
+def test_deep_nesting_is_bounded(yaml_work: dict[str, int]) -> None:
     text = "agents: " + "[" * 5000 + "]" * 5000 + "\n"
-    error, elapsed, peak = _rejected(lambda: load_spec_text(text, "deep.yaml"))
+    error, _, peak = _rejected(lambda: load_spec_text(text, "deep.yaml"))
     assert "nesting deeper than" in error.issues[0].message
-    assert elapsed < SECONDS and peak < MEGABYTES
+    # Refused while walking the event stream, a few events past the depth limit, and nothing
+    # of the 5,000 levels was ever built into nodes (which is where recursion would blow up).
+    assert yaml_work["events"] <= MAX_DEPTH + 8
+    assert yaml_work["composed"] == 0
+    assert peak < MEGABYTES
 
 
-def test_huge_file_is_refused_before_parsing(tmp_path: Path) -> None:
+def test_huge_file_is_refused_before_parsing(tmp_path: Path, yaml_work: dict[str, int]) -> None:
     path = tmp_path / "huge.yaml"
     with path.open("w") as handle:
         line = "# " + "x" * 1022 + "\n"
         for _ in range(20 * 1024):  # 20 MiB
             handle.write(line)
-    error, elapsed, peak = _rejected(lambda: load_spec(path))
+    error, _, peak = _rejected(lambda: load_spec(path))
     assert "20.0 MiB" in error.issues[0].message
-    assert elapsed < SECONDS and peak < MEGABYTES
+    assert yaml_work == {"events": 0, "composed": 0}  # not one byte reached the parser
+    # At most the limit plus one byte was read: the 20 MiB never sat in memory.
+    assert peak < 2 * MAX_BYTES / (1024 * 1024)
 
 
 def test_python_tags_never_execute(tmp_path: Path) -> None:
