@@ -6,11 +6,15 @@ Shapes: wide (1 → 98 → 1), layered (10 layers × 10, each step depending on 
 layer), chain of 100. Latencies 0 and 100 ms (`--slow` adds 1 s); concurrency 8 and unbounded.
 Engines, run in the same process on the same plans:
 - asyncio: a plain dependency-driven asyncio executor (no cache, no record): the floor.
-- local:   codexflow's scheduler without Prefect (cache writes, run record, retries).
-- prefect: the same inside a Prefect flow with one task run per step (embedded server).
+- local:   codexflow's units executed directly (`--no-prefect`: cache writes, journal, record).
+- prefect: the `apply-spec` flow, every unit a Prefect task run that does the work (Prefect's
+           cache, retries, states, logs); the embedded server, or the server of
+           PREFECT_API_URL when it is set (run it both ways to compare).
 - raw:     Prefect alone, `.submit(wait_for=...)` on its thread pool (`--engines ... raw`).
 The ideal is the list schedule with C workers, critical-path first, at the fixed latency.
-CPU per step is this process's CPU; `srv` adds the embedded Prefect server's (a subprocess).
+`makespan` is the run's end (the command could exit), not when the last result was in.
+CPU per step is this process's CPU; `srv` adds the embedded Prefect server's (a subprocess);
+`first` is the time from the call to the first step's start.
 """
 
 from __future__ import annotations
