@@ -22,7 +22,7 @@ SKIP_DIRS = {".git", "__pycache__", "node_modules", ".venv"}
 
 
 def workspace_of(ctx: ToolContext) -> Workspace:
-    return Workspace(ctx.workspace)
+    return Workspace(ctx.workspace, protected=ctx.protected)
 
 
 @cache
@@ -127,14 +127,27 @@ def _walk(workspace: Workspace, path: str) -> Walk:
     finally:
         os.close(start)
     walker = os.fwalk(".", dir_fd=base, follow_symlinks=False)
+    hidden = workspace.protected_ids()
     try:
         for top, dirs, files, dirfd in walker:
-            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
+            dirs[:] = sorted(
+                d for d in dirs if d not in SKIP_DIRS and not _is_hidden(dirfd, d, hidden)
+            )
             prefix = posixpath_join(rel, top)
             yield prefix, dirfd, dirs, sorted(files)
     finally:
         walker.close()  # type: ignore[attr-defined]  # os.fwalk returns a generator; close its fds now
         os.close(base)
+
+
+def _is_hidden(dirfd: int, name: str, hidden: set[tuple[int, int]]) -> bool:
+    if not hidden:
+        return False
+    try:
+        info = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    except OSError:
+        return True
+    return (info.st_dev, info.st_ino) in hidden
 
 
 def posixpath_join(rel: str, top: str) -> str:

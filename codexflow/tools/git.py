@@ -102,7 +102,7 @@ def _neutralise_drivers(ctx: ToolContext, env: dict[str, str]) -> list[str]:
 
 
 def _paths(ctx: ToolContext, paths: list[str] | None) -> list[str]:
-    workspace = Workspace(ctx.workspace)
+    workspace = Workspace(ctx.workspace, protected=ctx.protected)
     return [workspace.relpath(p) for p in paths or []]
 
 
