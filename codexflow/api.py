@@ -100,10 +100,8 @@ def apply(
         verbose=options.verbose,
         stop_event=options.stop_event,
     )
-    result = run_plan(plan, executor, run_options, observer)
-    if executor.audit is not None:  # every tool call of the run, refusals included
-        executor.audit.write_jsonl(result.run_dir / "audit.jsonl")
-    return result
+    # Every tool call of the run, refusals included, is in the run's audit.jsonl as it happens.
+    return run_plan(plan, executor, run_options, observer)
 
 
 def with_model(spec: Spec, model: str) -> Spec:
@@ -168,8 +166,12 @@ def _read(load: Callable[[Path], Any], path: Path, option: str) -> Any:
 def build_executor(
     spec: Spec, plan: Plan, provider: Any, workspace: Path, options: ApplyOptions
 ) -> Any:
-    """Agents with their tools: one audit log and one in-run memory store for the whole run."""
+    """Agents with their tools: one audit log (appended to the run's audit.jsonl as calls
+    happen) and one in-run memory store for the whole run; no tool may touch the state dir."""
+    from functools import partial
+
     from codexflow.agents import AgentExecutor
+    from codexflow.tools import AuditLog, build_toolset
     from codexflow.tools.memory import InMemoryStore
 
     def approve_tool(tool: str, arguments: dict[str, Any]) -> bool:
@@ -187,6 +189,8 @@ def build_executor(
         memory=InMemoryStore(),
         approve=approve_tool,
         allow_unsafe=options.allow_unsafe,
+        audit=AuditLog(options.state_dir),
+        toolset_factory=partial(build_toolset, protected=[options.state_dir]),
     )
 
 

@@ -127,7 +127,13 @@ def shell_tool(name: str, spec: ShellToolSpec) -> Tool:
     def run(ctx: ToolContext, arguments: dict[str, Any]) -> str:
         argv = fill_argv(spec, template, arguments)
         limits = Limits(timeout=spec.timeout, cpu_seconds=max(1, int(spec.timeout) + 5))
-        result = run_sandboxed(argv, ctx.workspace, limits=limits, allow_unsafe=ctx.allow_unsafe)
+        result = run_sandboxed(
+            argv,
+            ctx.workspace,
+            limits=limits,
+            allow_unsafe=ctx.allow_unsafe,
+            protected=ctx.protected,
+        )
         text = result.render()
         if result.timed_out or result.exit_code != 0:
             raise ToolError(text)

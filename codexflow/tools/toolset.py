@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -109,11 +110,18 @@ def _parse_arguments(arguments: str | dict[str, Any]) -> dict[str, Any]:
     return parsed
 
 
-def build_toolset(spec: Spec, agent: str, ctx: ToolContext) -> Toolset:
+def build_toolset(
+    spec: Spec, agent: str, ctx: ToolContext, *, protected: Iterable[str | Path] = ()
+) -> Toolset:
     """The tools `agent` lists in `spec`, ready to call. Imports python tools and starts MCP servers.
 
-    Raises ToolError for setup problems (unknown names, imports that fail, servers that do not start).
+    `protected` directories (the state dir) are added to the context: no tool reads or writes
+    them. Raises ToolError for setup problems (unknown names, imports that fail, servers that do
+    not start).
     """
+    for path in protected:
+        if Path(path) not in ctx.protected:
+            ctx.protected.append(Path(path))
     if agent not in spec.agents:
         raise ToolError(f"no agent {agent!r} in the spec")
     agent_spec = spec.agents[agent]
