@@ -119,6 +119,7 @@ def bwrap_argv(
     cwd: str | None = None,
     tmp_size: int = Limits.tmp_size,
     seccomp: int | None = None,
+    read_only: Iterable[str] = (),
 ) -> list[str]:
     """bwrap around argv: the workspace is the only writable place (protected directories in it
     are masked); no network unless granted, no host pids, a user namespace, a sized /tmp, and
@@ -130,6 +131,9 @@ def bwrap_argv(
     net = [] if network else ["--unshare-net"]
     resolv = ["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"] if network else []
     filters = ["--seccomp", str(seccomp)] if seccomp is not None else []
+    extra: list[str] = []
+    for path in read_only:
+        extra += ["--ro-bind", path, path]
     return [
         bwrap,
         "--unshare-user-try", *net, "--unshare-pid", "--unshare-ipc", "--unshare-uts",
@@ -137,7 +141,7 @@ def bwrap_argv(
         "--hostname", "sandbox",
         *_system_binds(), *resolv,
         "--proc", "/proc", *_proc_read_only(),
-        "--dev", "/dev", "--size", str(tmp_size), "--tmpfs", "/tmp", "--dir", "/var/tmp",
+        "--dev", "/dev", "--size", str(tmp_size), "--tmpfs", "/tmp", "--dir", "/var/tmp", *extra,
         "--bind", ws, ws, *_masks(workspace, protected), "--chdir", cwd or ws,
         *filters,
         "--", *argv,
