@@ -423,7 +423,7 @@ def server(
         str(port),
     ]
     try:
-        code = subprocess.call(command, env=env)
+        code = subprocess.call(command, env=env, cwd=env["PREFECT_HOME"])  # not the workspace
     except KeyboardInterrupt:
         code = 0
     raise typer.Exit(code)
