@@ -163,15 +163,14 @@ class MemoryCgroup:
         return []
 
     def oom_kills(self) -> int:
-        """How many times the limit was hit (v1 failcnt / v2 oom_kill events)."""
-        with contextlib.suppress(OSError, ValueError):
-            events = (self.path / "memory.events").read_text()
-            for line in events.splitlines():
-                key, value = line.split()
-                if key == "oom_kill":
-                    return int(value)
-        with contextlib.suppress(OSError, ValueError):
-            return int((self.path / "memory.failcnt").read_text())
+        """How many processes the kernel killed for this limit (v2 memory.events, v1
+        memory.oom_control)."""
+        for name in ("memory.events", "memory.oom_control"):
+            with contextlib.suppress(OSError, ValueError):
+                for line in (self.path / name).read_text().splitlines():
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
         return 0
 
     def remove(self) -> None:
