@@ -170,3 +170,93 @@ def test_nothing_an_agent_plants_runs_or_redirects_the_next_apply(tmp_path: Path
     # Prefect's own files are where codexflow put them, not where the planted settings said.
     assert (state / "prefect").is_dir()
     assert not (user_home / ".prefect").exists()
+
+
+PIN_PROBE = """
+import json, sys
+from pathlib import Path
+from codexflow.runtime.prefect_env import configure_prefect
+configure_prefect(Path(sys.argv[1]))
+from prefect.settings import Settings, get_current_settings
+out = {}
+for name, settings in (("current", get_current_settings()), ("new", Settings())):
+    out[name] = {
+        "api_url": settings.api.url,
+        "config_path": str(settings.logging.config_path),
+        "level": settings.logging.level,
+        "db": settings.server.database.connection_url.get_secret_value()
+        if settings.server.database.connection_url else None,
+        "storage": str(settings.results.local_storage_path),
+        "home": str(settings.home),
+        "plugins": settings.plugins.enabled,
+    }
+print(json.dumps(out))
+"""
+
+
+def test_prefect_settings_are_pinned_against_files_in_the_current_directory(tmp_path: Path) -> None:
+    cwd = tmp_path / "workspace"
+    cwd.mkdir()
+    evil = tmp_path / "evil"
+    (cwd / "prefect.toml").write_text(
+        f'[api]\nurl = "http://evil.invalid/api"\n[logging]\nlevel = "DEBUG"\n'
+        f'config_path = "{evil}.yml"\n[plugins]\nenabled = true\n'
+        f'[server.database]\nconnection_url = "sqlite+aiosqlite:///{evil}.db"\n'
+    )
+    (cwd / ".env").write_text(
+        f"PREFECT_RESULTS_LOCAL_STORAGE_PATH={evil}\nPREFECT_PROFILES_PATH={evil}.toml\n"
+    )
+    (cwd / "pyproject.toml").write_text('[tool.prefect.api]\nurl = "http://evil2.invalid/api"\n')
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "PYTHONPATH": str(ROOT),
+    }
+    state = tmp_path / "state"
+    done = subprocess.run([sys.executable, "-P", "-c", PIN_PROBE, str(state)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for seen in json.loads(done.stdout.splitlines()[-1]).values():
+        assert seen["api_url"] is None and seen["plugins"] is False
+        assert seen["level"] == "WARNING"
+        assert seen["config_path"].endswith("prefect/logging/logging.yml")  # the packaged one
+        assert str(evil) not in json.dumps(seen)
+        assert seen["home"] == str(state / "prefect")
+    # Control: plain Prefect in that directory takes the planted values.
+    control = subprocess.run(
+        [sys.executable, "-P", "-c", "from prefect.settings import Settings; print(Settings().api.url)"],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert control.stdout.strip() == "http://evil.invalid/api"
+
+
+def test_records_and_cache_refuse_planted_links(tmp_path: Path) -> None:
+    from codexflow.agents.step_io import StepResult
+    from codexflow.runtime.record import RunRecord
+    from codexflow.runtime.store import ResultStore, write_json_atomic
+
+    state = tmp_path / "state"
+    state.mkdir()
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "keep.json").write_text(CANARY)
+    (state / "runs").symlink_to(host)
+    with pytest.raises(OSError):
+        RunRecord(state, "20261201-000000.000-abcdef")
+    (state / "runs").unlink()
+    (state / "cache").mkdir()
+    (state / "cache" / "ab").symlink_to(host)
+    store = ResultStore(state)
+    key = "ab" + "0" * 62
+    with pytest.raises(OSError):
+        store.put(key, "u", StepResult(output="x", model="m"))
+    (host / f"{key}.json").write_text(json.dumps({"key": key, "output": "forged"}))
+    assert store.get(key) is None  # a planted entry behind a link is never read
+    with pytest.raises(OSError):
+        write_json_atomic(state / "cache" / "ab" / "x.json", {}, root=state)
+    assert sorted(p.name for p in host.iterdir()) == sorted(["keep.json", f"{key}.json"])
+    assert (host / "keep.json").read_text() == CANARY
+    # Text that is not valid Unicode is kept as JSON escapes, not a crash.
+    (state / "cache" / "ab").unlink()
+    write_json_atomic(state / "out.json", {"text": "lone \udc80"}, root=state)
+    assert json.loads((state / "out.json").read_text()) == {"text": "lone \udc80"}
