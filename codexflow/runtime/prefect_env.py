@@ -106,13 +106,13 @@ def pin_prefect_settings() -> dict[str, str]:
         if hasattr(base, name):
             setattr(base, name, NoFileSource)
     import prefect.context
-    from prefect.settings import Settings
 
     # The settings Prefect resolved while it was imported (before this) are replaced.
     prefect.context.refresh_global_settings_context()
+    settings = prefect.context.get_settings_context().settings
     exported = {
         key: value
-        for key, value in Settings().to_environment_variables(exclude_unset=False).items()
+        for key, value in settings.to_environment_variables(exclude_unset=False).items()
         if key not in os.environ
     }
     os.environ.update(exported)
