@@ -105,8 +105,8 @@ def _apply(
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         "CI": os.environ.get("CI", ""),
     }
-    # `-P`: like the `codexflow` console script, the current directory is not on sys.path.
-    command = [sys.executable, "-P", "-m", "codexflow", "apply", "swarm.yaml", "--model",
+    # A plain `python -m`, which puts the current directory (the workspace) first on sys.path.
+    command = [sys.executable, "-m", "codexflow", "apply", "swarm.yaml", "--model",
                "scripted/x", "--script", str(script), *extra]  # fmt: skip
     return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True,
                           timeout=600)  # fmt: skip
