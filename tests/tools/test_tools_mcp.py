@@ -131,6 +131,27 @@ def test_mcp_server_runs_sandboxed_by_default(
 
 
 @pytest.mark.usefixtures("sandbox")
+def test_network_is_granted_only_by_the_spec(
+    toolset: Callable[..., Toolset], outside: Path, tmp_path: Path
+) -> None:
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    script = tmp_path / "probe_server.py"
+    script.write_text(PROBE)
+    spec = _spec([sys.executable, str(script)], network=True)
+    spec["echo"]["read_only"] = [*PYTHON_PATHS, str(script)]
+    arguments = {"secret": str(outside / "secret.txt"), "host_port": listener.getsockname()[1],
+                 "host_pid": os.getpid()}  # fmt: skip
+    result = toolset(["echo"], spec).call("echo__probe", arguments)
+    listener.close()
+    assert "network: connected" in result.content, result.content
+    assert CANARY not in result.content  # the network, and still no host files
+
+
+@pytest.mark.usefixtures("sandbox")
 def test_python_dash_m_cannot_import_a_module_an_agent_wrote(
     toolset: Callable[..., Toolset], workspace: Path, tmp_path: Path
 ) -> None:
