@@ -8,8 +8,8 @@ In the `codexflow init` layout the current directory is the workspace, which age
 codexflow pins the profiles file and the logging config by environment variable, turns the
 three file sources off in this process, and then exports every resolved setting as an
 environment variable: the environment outranks the files, also in the temporary server
-Prefect starts as a subprocess in the same directory (with PYTHONSAFEPATH, so that its
-`python -m uvicorn` does not import modules from there either).
+Prefect starts as a subprocess, which codexflow starts in PREFECT_HOME (so that its
+`python -m uvicorn` does not import modules from the workspace either).
 """
 
 from __future__ import annotations
@@ -35,14 +35,13 @@ def prefect_environment(state_dir: Path, verbose: bool = False) -> dict[str, str
       task-run recorder) and shown in the UI; only the raw event feed is not stored. It halves
       the time a run waits at its end for the embedded server to store its history.
     - the profiles file and the logging config pinned (the latter to the one Prefect ships, not
-      a file under PREFECT_HOME), plugins off, and PYTHONSAFEPATH: see the module docstring.
+      a file under PREFECT_HOME), plugins off: see the module docstring.
     """
     home = Path(state_dir).resolve() / "prefect"
     env = {
         "PREFECT_HOME": str(home),
         "PREFECT_PROFILES_PATH": str(home / "profiles.toml"),
         "PREFECT_PLUGINS_ENABLED": "false",
-        "PYTHONSAFEPATH": "1",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
         "PREFECT_LOGGING_LEVEL": "INFO" if verbose else "WARNING",
@@ -140,7 +139,8 @@ class _InDirectory(types.ModuleType):
 def _start_temporary_server_in_home(home: Path) -> None:
     """Prefect's embedded mode starts its API server as `python -m uvicorn` in our current
     directory, where its settings would again come from `prefect.toml`, `.env` and
-    `pyproject.toml` for every setting left unset: start it in PREFECT_HOME instead."""
+    `pyproject.toml` for every setting left unset, and where `python -m` imports modules
+    first: start it in PREFECT_HOME instead (in the state dir, which no tool can write)."""
     import prefect.server.api.server as server_module
 
     if not isinstance(server_module.subprocess, _InDirectory):
