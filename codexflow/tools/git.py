@@ -173,7 +173,7 @@ def _git(ctx: ToolContext, args: list[str]) -> str:
     workspace = Path(ctx.workspace).resolve()
     _check_git_dir(workspace)
     _check_config(ctx)
-    argv = ["git", "--no-pager", "--literal-pathspecs", "-c", f"safe.directory={workspace}"]
+    argv = ["git", "--no-pager", "-c", f"safe.directory={workspace}"]
     for setting in HARDENING:
         argv += ["-c", setting]
     result = _run(ctx, [*argv, *args])
@@ -182,15 +182,24 @@ def _git(ctx: ToolContext, args: list[str]) -> str:
     return result.output
 
 
-def _paths(ctx: ToolContext, paths: list[str] | None) -> list[str]:
+def _pathspecs(ctx: ToolContext, paths: list[str] | None) -> list[str]:
+    """The paths as literal pathspecs (no glob or magic of the model's), the whole tree when
+    none, always excluding the state dir (masked in the sandbox: its tracked files would look
+    deleted)."""
     workspace = Workspace(ctx.workspace, protected=ctx.protected)
-    return [workspace.relpath(p) for p in paths or []]
+    chosen = [workspace.relpath(p) for p in paths or []] or ["."]
+    specs = [f":(literal){p}" for p in chosen]
+    root = str(workspace.root)
+    for protected in workspace.protected:
+        if protected.startswith(root.rstrip("/") + "/"):
+            specs.append(f":(exclude,literal){os.path.relpath(protected, root)}")
+    return specs
 
 
 def git_status(ctx: ToolContext) -> str:
     """Show the working tree status (short format, with the branch)."""
-    args = ["status", "--short", "--branch", "--no-renames", "--ignore-submodules=all"]
-    return _git(ctx, args) or "(clean)"
+    args = ["status", "--short", "--branch", "--no-renames", "--ignore-submodules=all", "--"]
+    return _git(ctx, [*args, *_pathspecs(ctx, None)]) or "(clean)"
 
 
 def git_diff(ctx: ToolContext, staged: bool = False, paths: list[str] | None = None) -> str:
@@ -198,7 +207,7 @@ def git_diff(ctx: ToolContext, staged: bool = False, paths: list[str] | None = N
     args = ["diff", "--no-ext-diff", "--no-textconv", "--no-color", "--ignore-submodules=all"]
     if staged:
         args.append("--cached")
-    text = _git(ctx, [*args, "--", *_paths(ctx, paths)])
+    text = _git(ctx, [*args, "--", *_pathspecs(ctx, paths)])
     from codexflow.tools.files import cap_text
 
     return cap_text(text) or "(no changes)"
@@ -208,6 +217,6 @@ def git_commit(ctx: ToolContext, message: str, paths: list[str] | None = None) -
     """Stage the given paths (all changes when omitted) and commit them with the message."""
     if not message.strip():
         raise ToolError("a commit message is required")
-    _git(ctx, ["add", "-A", "--", *(_paths(ctx, paths) or ["."])])
+    _git(ctx, ["add", "-A", "--", *_pathspecs(ctx, paths)])
     out = _git(ctx, ["commit", "--no-verify", "--no-gpg-sign", "-m", message])
     return out.strip().splitlines()[0] if out.strip() else "committed"

@@ -296,3 +296,29 @@ def test_git_never_runs_without_the_sandbox(
     ctx.allow_unsafe = True  # even when shell tools may run unsandboxed
     result = toolset(GIT_TOOLS).call("git_status", {})
     assert result.refused and "bubblewrap" in result.content
+
+
+@pytest.mark.usefixtures("sandbox")
+def test_the_state_dir_is_out_of_the_git_tools_reach(
+    toolset: Callable[..., Toolset], repo: Path, ctx: ToolContext
+) -> None:
+    """In the init layout the state dir is in the repository (its schema file often tracked):
+    masked in the sandbox, it must neither look deleted nor be committed as deleted."""
+    state = repo / ".codexflow"
+    state.mkdir()
+    (state / "swarm.schema.json").write_text("{}")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "track the schema")
+    (state / "runs").mkdir()
+    (state / "runs" / "new.json").write_text("{}")
+    ctx.protected = [state]
+    tools = toolset(GIT_TOOLS)
+    (repo / "hello.txt").write_text("changed\n")
+    status = tools.call("git_status", {})
+    assert status.ok and ".codexflow" not in status.content and "hello.txt" in status.content
+    assert ".codexflow" not in tools.call("git_diff", {}).content
+    assert tools.call("git_diff", {"paths": [".codexflow/swarm.schema.json"]}).refused
+    assert tools.call("git_commit", {"message": "m", "paths": [".codexflow"]}).refused
+    assert tools.call("git_commit", {"message": "agent"}).ok
+    assert _git(repo, "show", "--name-status", "--format=", "HEAD").split() == ["M", "hello.txt"]
+    assert ".codexflow/swarm.schema.json" in _git(repo, "ls-files")
