@@ -92,9 +92,9 @@ class PreparedApply:
         return state_lock(options.state_dir, wait=options.wait_for_state, on_wait=options.on_wait)
 
     def finish(self, result: RunResult) -> None:
-        """After the run: the audit trail of every tool call, refusals included."""
-        if getattr(self.executor, "audit", None) is not None:
-            self.executor.audit.write_jsonl(result.run_dir / "audit.jsonl")
+        """After the run, inside its flow run when there is one. Every tool call, refusals
+        included, is already in the run's audit.jsonl (appended as it happens)."""
+        return None
 
 
 def prepare_apply(
@@ -240,8 +240,12 @@ def _read(load: Callable[[Path], Any], path: Path, option: str) -> Any:
 def build_executor(
     spec: Spec, plan: Plan, provider: Any, workspace: Path, options: ApplyOptions
 ) -> Any:
-    """Agents with their tools: one audit log and one in-run memory store for the whole run."""
+    """Agents with their tools: one audit log (appended to the run's audit.jsonl as calls
+    happen) and one in-run memory store for the whole run; no tool may touch the state dir."""
+    from functools import partial
+
     from codexflow.agents import AgentExecutor
+    from codexflow.tools import AuditLog, build_toolset
     from codexflow.tools.memory import InMemoryStore
 
     def approve_tool(tool: str, arguments: dict[str, Any]) -> bool:
@@ -259,6 +263,8 @@ def build_executor(
         memory=InMemoryStore(),
         approve=approve_tool,
         allow_unsafe=options.allow_unsafe,
+        audit=AuditLog(options.state_dir),
+        toolset_factory=partial(build_toolset, protected=[options.state_dir]),
     )
 
 

@@ -451,7 +451,7 @@ def server(
         str(port),
     ]
     try:
-        code = subprocess.call(command, env=env)
+        code = subprocess.call(command, env=env, cwd=env["PREFECT_HOME"])  # not the workspace
     except KeyboardInterrupt:
         code = 0
     raise typer.Exit(code)
@@ -461,8 +461,9 @@ def server(
 def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Report what protects file and shell tools on this machine (sandbox, path confinement,
-    process limits). Exit 1 when shell tools would refuse to run here.
+    """Report what protects the tools on this machine: sandbox, path confinement, user namespace,
+    seccomp, memory cgroup, process limits (each present or missing). Exit 1 when the sandbox
+    cannot run here (shell, git and MCP tools would refuse).
     """
     from codexflow.tools import describe_protection
 
@@ -486,6 +487,14 @@ def doctor(
         console.print(
             f"{limit_mark}  processes: {limit}; prlimit {'yes' if report['prlimit'] else 'no'}"
         )
+        for key, label in (
+            ("user_namespace", "user namespace"),
+            ("seccomp", "seccomp"),
+            ("memory_cgroup", "memory cgroup"),
+        ):
+            item = report[key]
+            mark = "[green]present[/green]" if item["present"] else "[yellow]missing[/yellow]"
+            console.print(f"{mark}  {label}: {item['effect']}")
         landlock = report["landlock_abi"]
         console.print(
             f"info landlock: {'ABI ' + str(landlock) if landlock else 'not available'} (detected, not used)"

@@ -83,14 +83,28 @@ def test_console_script_exit_code(tmp_path: Path) -> None:
 
 
 def test_doctor_reports_the_protection_here(capsys: pytest.CaptureFixture[str]) -> None:
-    from codexflow.tools import describe_protection
+    import shutil
 
-    expected = 0 if describe_protection()["bwrap"]["working"] else 1
+    # The fact, asked of bubblewrap itself: can it start a sandbox here?
+    bwrap = shutil.which("bwrap")
+    works = (
+        bwrap is not None
+        and subprocess.run(
+            [bwrap, "--unshare-net", "--ro-bind", "/", "/", "true"], capture_output=True
+        ).returncode
+        == 0
+    )
+    expected = 0 if works else 1
     assert main(["doctor", "--json"]) == expected
     report = json.loads(capsys.readouterr().out)
-    assert {"bwrap", "openat2", "path_resolution", "process_limit"} <= set(report)
+    assert {"bwrap", "openat2", "path_resolution", "process_limit", "user_namespace", "seccomp",
+            "memory_cgroup"} <= set(report)  # fmt: skip
     assert main(["doctor"]) == expected
-    assert "sandbox:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "sandbox:" in out
+    for label in ("user namespace:", "seccomp:", "memory cgroup:"):
+        line = next(line for line in out.splitlines() if label in line)
+        assert line.startswith(("present", "missing"))
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,10 +1,25 @@
-"""Prefect's settings, applied before Prefect is first imported: quiet, private, and fast to start."""
+"""Prefect's settings, pinned by codexflow: quiet, private, fast to start, and never read from files
+an agent could have written.
+
+Prefect 3.8 reads settings from the environment, then `.env`, `prefect.toml` and
+`pyproject.toml` in the current directory, then a profiles file; its logging config is a YAML
+file under PREFECT_HOME (a dictConfig: a handler can be any callable, so the file runs code).
+In the `codexflow init` layout the current directory is the workspace, which agents write. So
+codexflow pins the profiles file and the logging config by environment variable, turns the
+three file sources off in this process, and then exports every resolved setting as an
+environment variable: the environment outranks the files, also in the temporary server
+Prefect starts as a subprocess, which codexflow starts in PREFECT_HOME (so that its
+`python -m uvicorn` does not import modules from the workspace either).
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
+import types
 from pathlib import Path
+from typing import Any
 
 
 def prefect_environment(state_dir: Path, verbose: bool = False) -> dict[str, str]:
@@ -19,9 +34,14 @@ def prefect_environment(state_dir: Path, verbose: bool = False) -> dict[str, str
     - no event persister in a server this process starts: task runs are still recorded (by the
       task-run recorder) and shown in the UI; only the raw event feed is not stored. It halves
       the time a run waits at its end for the embedded server to store its history.
+    - the profiles file and the logging config pinned (the latter to the one Prefect ships, not
+      a file under PREFECT_HOME), plugins off: see the module docstring.
     """
+    home = Path(state_dir).resolve() / "prefect"
     env = {
-        "PREFECT_HOME": str(Path(state_dir).resolve() / "prefect"),
+        "PREFECT_HOME": str(home),
+        "PREFECT_PROFILES_PATH": str(home / "profiles.toml"),
+        "PREFECT_PLUGINS_ENABLED": "false",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
         "PREFECT_LOGGING_LEVEL": "INFO" if verbose else "WARNING",
@@ -30,12 +50,102 @@ def prefect_environment(state_dir: Path, verbose: bool = False) -> dict[str, str
         # The ephemeral server's own log lines would interleave with the live progress.
         "PREFECT_LOGGING_SERVER_LEVEL": "INFO" if verbose else "WARNING",
     }
+    packaged = packaged_logging_config()
+    if packaged is not None:
+        env["PREFECT_LOGGING_CONFIG_PATH"] = str(packaged)
     return {key: value for key, value in env.items() if key not in os.environ}
 
 
+def packaged_logging_config() -> Path | None:
+    """The logging.yml inside the installed prefect package (found without importing it)."""
+    spec = importlib.util.find_spec("prefect")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(location) / "logging" / "logging.yml"
+        if path.is_file():
+            return path
+    return None
+
+
 def configure_prefect(state_dir: Path, verbose: bool = False) -> None:
-    """Set the environment; effective only before `prefect` is imported in this process."""
+    """Set the environment, then pin every setting (see the module docstring).
+
+    The environment must be set before `prefect` is first imported in this process: what
+    Prefect reads while it is imported (plugins, analytics) comes from it.
+    """
     os.environ.update(prefect_environment(state_dir, verbose))
+    pin_prefect_settings()
+
+
+_PINNED_SOURCES = (
+    "FilteredDotEnvSettingsSource",
+    "PrefectTomlConfigSettingsSource",
+    "PyprojectTomlConfigSettingsSource",
+)
+
+
+def pin_prefect_settings() -> dict[str, str]:
+    """Turn off the file sources of Prefect's settings in this process and export the resolved
+    settings to the environment (a value already there stays). Returns what was exported."""
+    import prefect.settings.base as base
+    from pydantic_settings import PydanticBaseSettingsSource
+
+    class NoFileSource(PydanticBaseSettingsSource):
+        """Stands in for the `.env`, `prefect.toml` and `pyproject.toml` sources: reads nothing."""
+
+        def __init__(self, settings_cls: Any, *args: Any, **kwargs: Any) -> None:
+            super().__init__(settings_cls)
+
+        def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+            return None, field_name, False
+
+        def __call__(self) -> dict[str, Any]:
+            return {}
+
+    for name in _PINNED_SOURCES:
+        if hasattr(base, name):
+            setattr(base, name, NoFileSource)
+    import prefect.context
+
+    # The settings Prefect resolved while it was imported (before this) are replaced.
+    prefect.context.refresh_global_settings_context()
+    settings = prefect.context.get_settings_context().settings
+    exported = {
+        key: value
+        for key, value in settings.to_environment_variables(exclude_unset=False).items()
+        if key not in os.environ
+    }
+    os.environ.update(exported)
+    if not server_url():
+        _start_temporary_server_in_home(Path(os.environ["PREFECT_HOME"]))
+    return exported
+
+
+class _InDirectory(types.ModuleType):
+    """`subprocess`, except that a Popen without a cwd starts in `directory`."""
+
+    def __init__(self, real: types.ModuleType, directory: Path) -> None:
+        super().__init__(real.__name__)
+        self._real = real
+        self._directory = directory
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def Popen(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cwd", str(self._directory))
+        return self._real.Popen(*args, **kwargs)
+
+
+def _start_temporary_server_in_home(home: Path) -> None:
+    """Prefect's embedded mode starts its API server as `python -m uvicorn` in our current
+    directory, where its settings would again come from `prefect.toml`, `.env` and
+    `pyproject.toml` for every setting left unset, and where `python -m` imports modules
+    first: start it in PREFECT_HOME instead (in the state dir, which no tool can write)."""
+    import prefect.server.api.server as server_module
+
+    if not isinstance(server_module.subprocess, _InDirectory):
+        home.mkdir(parents=True, exist_ok=True)
+        server_module.subprocess = _InDirectory(server_module.subprocess, home)
 
 
 def prefect_imported() -> bool:

@@ -47,18 +47,26 @@ class RunRecord:
     """Writes each finished unit as it arrives, and the summary and report at the end."""
 
     def __init__(self, state_dir: Path, run_id: str) -> None:
+        from codexflow.tools.confine import make_dirs_beneath
+
         self.run_id = run_id
-        self.dir = Path(state_dir) / "runs" / run_id
-        (self.dir / "steps").mkdir(parents=True, exist_ok=True)
+        self.state_dir = Path(state_dir)
+        self.dir = self.state_dir / "runs" / run_id
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        # Beneath the state dir nothing is followed: a planted `runs` symlink is refused.
+        make_dirs_beneath(self.state_dir, f"runs/{run_id}/steps")
 
     def write_step(self, record: StepRecord) -> None:
         data = record.summary()
         data["output"] = record.output
-        write_json_atomic(self.dir / "steps" / file_name(record.id), data)
+        write_json_atomic(self.dir / "steps" / file_name(record.id), data, root=self.state_dir)
 
     def write_summary(self, result: RunResult) -> None:
-        write_json_atomic(self.dir / "summary.json", summary(result))
-        (self.dir / "report.md").write_text(report(result), encoding="utf-8")
+        from codexflow.tools.confine import write_file_beneath
+
+        write_json_atomic(self.dir / "summary.json", summary(result), root=self.state_dir)
+        text = report(result).encode("utf-8", "backslashreplace")
+        write_file_beneath(self.state_dir, f"runs/{self.run_id}/report.md", text)
 
 
 def summary(result: RunResult) -> dict[str, Any]:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -43,27 +41,27 @@ def cache_key(step_hash: str, prompt: str, context: dict[str, Any], item: Any) -
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write via a temp file in the same directory + os.replace: readers never see half a file,
+def write_json_atomic(path: Path, data: Any, *, root: Path | None = None) -> None:
+    """Write via a temp file in the same directory + rename: readers never see half a file,
     and a process killed mid-write leaves at worst a stray temp file, never a lock.
+
+    Beneath `root` (the state dir; the file's directory when None) no symlink is followed, so a
+    link planted in the state dir cannot redirect the write onto another file. Text that is not
+    valid Unicode (lone surrogates) is kept as JSON escapes rather than failing the run.
 
     No fsync: a killed process loses nothing that reached the page cache, and after a power
     loss an empty or torn entry reads as absent (the step runs again). fsync cost ~4 ms per
     step here, more than the rest of the scheduler's work for it."""
-    text = json.dumps(data, ensure_ascii=False, indent=1, default=repr)
-    write_text_atomic(path, text)
+    write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=1, default=repr), root=root)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogatepass") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def write_text_atomic(path: Path, text: str, *, root: Path | None = None) -> None:
+    from codexflow.tools.confine import write_file_beneath
+
+    base = Path(root) if root is not None else path.parent
+    base.mkdir(parents=True, exist_ok=True)
+    relative = path.relative_to(base).as_posix()
+    write_file_beneath(base, relative, text.encode("utf-8", "backslashreplace"))
 
 
 def result_to_json(result: StepResult) -> dict[str, Any]:
@@ -108,22 +106,26 @@ class ResultStore:
     """Cached unit results, shared by every run that uses the same state directory."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.root = Path(state_dir) / RESULTS_DIR
+        self.state_dir = Path(state_dir)
+        self.root = self.state_dir / RESULTS_DIR
 
     def path(self, key: str) -> Path:
         # Flat, as Prefect's LocalFileSystem result storage lays them out: the key is the name.
         return self.root / key
 
     def get(self, key: str) -> StepResult | None:
+        from codexflow.tools.confine import read_file_beneath
+
         try:
-            record = json.loads(self.path(key).read_text(encoding="utf-8"))
+            relative = self.path(key).relative_to(self.state_dir).as_posix()
+            record = json.loads(read_file_beneath(self.state_dir, relative).decode("utf-8"))
             metadata = record["metadata"]
             if metadata.get("serializer", {}).get("type") != "json":
                 return None  # not written by codexflow: never decoded with another serializer
             payload = record["result"]
             data = json.loads(payload) if isinstance(payload, str) else None
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return None  # absent, torn or foreign: the unit simply runs again
+            return None  # absent, torn, foreign or behind a symlink: the unit simply runs again
         return result_from_json(data)
 
     def has(self, key: str) -> bool:
@@ -141,7 +143,8 @@ class ResultStore:
             },
             "result": json.dumps(result_to_json(result), ensure_ascii=False),
         }
-        write_text_atomic(self.path(key), json.dumps(record, ensure_ascii=False))
+        text = json.dumps(record, ensure_ascii=False)
+        write_text_atomic(self.path(key), text, root=self.state_dir)
 
 
 def _prefect_version() -> str:

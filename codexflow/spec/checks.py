@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from codexflow.errors import Issue, Severity
-from codexflow.spec import templates
+from codexflow.spec import pyrefs, templates
 from codexflow.spec.diagnostics import choices_hint, dotted, suggest
 from codexflow.spec.models import AUTO, BUILTIN_TOOLS, JSON_TYPES, SWARM, is_json_type
 from codexflow.spec.preflight import PreflightChecks
@@ -144,6 +144,8 @@ class Checker(TaskChecks, PreflightChecks):
                 self.report(
                     ("tools", name), f"`{name}` is a built-in tool; pick another name", key=True
                 )
+            if tool.get("kind") == "python":
+                self.check_python_ref(name, tool)
             if tool.get("kind") != "shell":
                 continue
             command = tool.get("command")
@@ -187,6 +189,19 @@ class Checker(TaskChecks, PreflightChecks):
                     f"the argument `{argument}` is never used in the command",
                     key=True,
                 )
+
+    def check_python_ref(self, name: str, tool: dict[str, Any]) -> None:
+        ref = tool.get("ref")
+        if not isinstance(ref, str) or ":" not in ref or tool.get("trusted") is True:
+            return
+        problem = pyrefs.ref_problem(ref)
+        if problem is not None:
+            self.report(
+                ("tools", name, "ref"),
+                f"refused ref `{ref}`: {problem}",
+                "name a function of your own package, or mark the tool `trusted: true` "
+                "if a person vouches for it",
+            )
 
     def check_providers(self) -> None:
         defaults = as_mapping(self.data.get("defaults"))

@@ -291,6 +291,11 @@ class PythonToolSpec(SpecModel):
         "", description="What the tool does; the function's docstring when empty."
     )
     approval: bool = Field(False, description="A person approves each call before it runs.")
+    trusted: bool = Field(
+        False,
+        description="Allow a ref into the standard library, codexflow, or another package that "
+        "reaches the host (refused otherwise): the function runs in codexflow's own process.",
+    )
 
 
 class McpToolSpec(SpecModel):
@@ -309,6 +314,19 @@ class McpToolSpec(SpecModel):
     )
     timeout: PositiveSeconds = Field(60, description="Seconds per tool call.")
     approval: bool = Field(False, description="A person approves each call before it runs.")
+    network: bool = Field(
+        False, description="The sandboxed server may reach the network (it has none otherwise)."
+    )
+    read_only: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="Host paths the sandboxed server may read besides /usr and the workspace, "
+        "e.g. its virtualenv: absolute, or relative to the workspace.",
+    )
+    trusted: bool = Field(
+        False,
+        description="Run the server on the host, outside the sandbox, as the user (it can then "
+        "read and change anything the user can).",
+    )
 
 
 class WebToolSpec(SpecModel):

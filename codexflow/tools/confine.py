@@ -15,7 +15,7 @@ import os
 import posixpath
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import cache
 from pathlib import Path
 
@@ -63,6 +63,40 @@ def openat2_available() -> bool:
     return True
 
 
+def open_beneath(
+    rootfd: int, rel: str, flags: int, mode: int, *, follow: bool, use_openat2: bool | None = None
+) -> int:
+    """An fd for `rel` beneath the directory fd `rootfd`: the kernel refuses `..`, absolute
+    paths and (unless `follow`) every symlink on the way; raises OSError (EXDEV, ELOOP...)."""
+    if use_openat2 is None:
+        use_openat2 = openat2_available()
+    if use_openat2:
+        resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | (0 if follow else RESOLVE_NO_SYMLINKS)
+        return _openat2(rootfd, rel, flags, mode, resolve)
+    # Fallback: walk one component at a time, refusing every symlink (stricter than openat2).
+    parts = [] if rel == "." else rel.split("/")
+    if any(part in ("", "..") for part in parts) or rel.startswith("/"):
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), rel)
+    current = os.dup(rootfd)
+    try:
+        for part in parts[:-1]:
+            step = os.open(
+                part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=current
+            )
+            os.close(current)
+            current = step
+        last = parts[-1] if parts else "."
+        return os.open(last, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=current)
+    finally:
+        os.close(current)
+
+
+def _protected(path: str) -> ToolRefused:
+    return ToolRefused(
+        f"refused: {path!r} is in codexflow's state directory, which tools may not read or write"
+    )
+
+
 def _escape(path: str) -> ToolRefused:
     return ToolRefused(f"refused: {path!r} is outside the workspace")
 
@@ -70,8 +104,21 @@ def _escape(path: str) -> ToolRefused:
 class Workspace:
     """The directory an agent's file tools are confined to."""
 
-    def __init__(self, root: Path, *, use_openat2: bool | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        use_openat2: bool | None = None,
+        protected: Iterable[str | Path] = (),
+    ) -> None:
         self.root = Path(root).resolve()
+        # Directories no tool may read or write, wherever they are (codexflow's state dir).
+        self.protected = sorted({str(Path(p).resolve()) for p in protected})
+        self._protected_rel = [
+            os.path.relpath(p, self.root)
+            for p in self.protected
+            if p == str(self.root) or p.startswith(str(self.root) + "/")
+        ]
         # Absolute paths may name the workspace as given or as resolved (through symlinks).
         self._roots = sorted({str(self.root), os.path.abspath(root)}, key=len, reverse=True)
         if not self.root.is_dir():
@@ -109,7 +156,58 @@ class Workspace:
             for part in normal.split("/")
         ):
             raise ToolRefused("refused: a path component is longer than 255 bytes")
+        for prel in self._protected_rel:
+            if prel == "." or normal == prel or normal.startswith(prel + "/"):
+                raise _protected(path)
         return normal
+
+    def protected_ids(self) -> set[tuple[int, int]]:
+        """(device, inode) of each protected directory that exists (a walk skips them)."""
+        ids = set()
+        for path in self.protected:
+            with contextlib.suppress(OSError):
+                info = os.stat(path)
+                ids.add((info.st_dev, info.st_ino))
+        return ids
+
+    def check_fd(self, fd: int, path: str) -> None:
+        """Refuse (and close) an fd that the kernel resolved into a protected directory, e.g.
+        through a symlink inside the workspace."""
+        if not self.protected:
+            return
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            inside = self._inside_by_ids(fd)
+        else:
+            inside = any(real == p or real.startswith(p.rstrip("/") + "/") for p in self.protected)
+        if not inside:
+            return
+        os.close(fd)
+        raise _protected(path)
+
+    def _inside_by_ids(self, fd: int) -> bool:
+        # Without /proc: walk up from the fd's directory comparing inodes (bounded depth).
+        ids = self.protected_ids()
+        if not ids:
+            return False
+        current = os.dup(fd)
+        try:
+            for _ in range(256):
+                info = os.fstat(current)
+                if (info.st_dev, info.st_ino) in ids:
+                    return True
+                if os.path.samestat(info, os.stat("/")):
+                    return False
+                parent = os.open("..", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=current)
+                os.close(current)
+                current = parent
+        except OSError:
+            return True  # cannot tell: refuse
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(current)
+        return True
 
     @contextlib.contextmanager
     def _root_fd(self) -> Iterator[int]:
@@ -120,25 +218,7 @@ class Workspace:
             os.close(fd)
 
     def _open_beneath(self, rootfd: int, rel: str, flags: int, mode: int, follow: bool) -> int:
-        if self._openat2:
-            resolve = (
-                RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | (0 if follow else RESOLVE_NO_SYMLINKS)
-            )
-            return _openat2(rootfd, rel, flags, mode, resolve)
-        # Fallback: walk one component at a time, refusing every symlink (stricter than openat2).
-        parts = [] if rel == "." else rel.split("/")
-        current = os.dup(rootfd)
-        try:
-            for part in parts[:-1]:
-                step = os.open(
-                    part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=current
-                )
-                os.close(current)
-                current = step
-            last = parts[-1] if parts else "."
-            return os.open(last, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=current)
-        finally:
-            os.close(current)
+        return open_beneath(rootfd, rel, flags, mode, follow=follow, use_openat2=self._openat2)
 
     def open(
         self, path: str, flags: int = os.O_RDONLY, mode: int = 0o644, *, follow: bool = True
@@ -147,9 +227,11 @@ class Workspace:
         rel = self.relpath(path)
         with self._root_fd() as rootfd:
             try:
-                return self._open_beneath(rootfd, rel, flags, mode, follow)
+                fd = self._open_beneath(rootfd, rel, flags, mode, follow)
             except OSError as exc:
                 raise self._explain(path, exc) from None
+        self.check_fd(fd, path)
+        return fd
 
     def _explain(self, path: str, exc: OSError) -> ToolError:
         if exc.errno == errno.EXDEV:
@@ -212,6 +294,7 @@ class Workspace:
             except OSError as exc:
                 os.close(current)
                 raise self._explain(path, exc) from None
+            self.check_fd(current, path)
             return current
 
     def write_bytes(self, path: str, data: bytes) -> None:
@@ -247,3 +330,118 @@ class Workspace:
             raise self._explain(path, exc) from None
         finally:
             os.close(dirfd)
+
+
+# codexflow's own files (run records, the cache, the audit trail) go through these: beneath a
+# root it trusts (the state dir), following no symlink below it, so that a link planted in the
+# state dir can never redirect a write (or a read) onto another file of the host.
+
+
+def _components(relative_path: str) -> list[str]:
+    parts = relative_path.split("/")
+    if relative_path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise OSError(errno.EXDEV, "not a plain relative path", relative_path)
+    return parts
+
+
+def _dir_beneath(rootfd: int, parts: list[str], *, create: bool) -> int:
+    """An O_PATH fd of root/parts..., each component a real directory (mkdir'ed if asked)."""
+    flags = os.O_PATH | os.O_DIRECTORY
+    current = os.dup(rootfd)
+    try:
+        for part in parts:
+            try:
+                step = open_beneath(current, part, flags, 0, follow=False)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o755, dir_fd=current)
+                step = open_beneath(current, part, flags, 0, follow=False)
+            os.close(current)
+            current = step
+    except BaseException:
+        os.close(current)
+        raise
+    return current
+
+
+@contextlib.contextmanager
+def _parent_fd(root: Path, relative_path: str, *, create: bool) -> Iterator[tuple[int, str]]:
+    parts = _components(relative_path)
+    rootfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        dirfd = _dir_beneath(rootfd, parts[:-1], create=create)
+    finally:
+        os.close(rootfd)
+    try:
+        yield dirfd, parts[-1]
+    finally:
+        os.close(dirfd)
+
+
+def make_dirs_beneath(root: Path, relative_path: str) -> None:
+    """mkdir -p root/relative_path, refusing any symlink below root (OSError)."""
+    rootfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.close(_dir_beneath(rootfd, _components(relative_path), create=True))
+    finally:
+        os.close(rootfd)
+
+
+def write_file_beneath(root: Path, relative_path: str, data: bytes) -> None:
+    """Atomically replace root/relative_path with `data` (temp file + rename in the same
+    directory fd), creating directories; a symlink or hard link there is replaced, never
+    written through. Raises OSError (ELOOP/EXDEV) for a symlink on the way."""
+    with _parent_fd(root, relative_path, create=True) as (dirfd, name):
+        temp = f".{name[:200]}.{secrets.token_hex(6)}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        fd = open_beneath(dirfd, temp, flags, 0o644, follow=False)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+            os.rename(temp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=dirfd)
+            raise
+
+
+def append_file_beneath(root: Path, relative_path: str, data: bytes) -> None:
+    """Append `data` to root/relative_path (created if missing) with one write(2), flushed to
+    the file at once; refuses symlinks, non-regular files and files with other names."""
+    with _parent_fd(root, relative_path, create=True) as (dirfd, name):
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+        fd = open_beneath(dirfd, name, flags, 0o644, follow=False)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+                raise OSError(errno.EPERM, "not a regular file with one name", relative_path)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+
+
+def read_file_beneath(root: Path, relative_path: str, limit: int = 64 << 20) -> bytes:
+    """Up to `limit` bytes of the regular file root/relative_path, following no symlink."""
+    with _parent_fd(root, relative_path, create=False) as (dirfd, name):
+        fd = open_beneath(dirfd, name, os.O_RDONLY | os.O_NONBLOCK, 0, follow=False)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EPERM, "not a regular file", relative_path)
+            chunks, left = [], limit
+            while left > 0:
+                chunk = os.read(fd, min(left, 1 << 20))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from codexflow.tools.audit import AuditLog
@@ -26,6 +26,9 @@ class ToolContext:
     # Run shell tools without bubblewrap when it is missing (never the default).
     allow_unsafe: bool = False
     memory: MemoryStore | None = None
+    # Directories no tool may read or write wherever they are (the state dir: run records, the
+    # cache, Prefect's home); file tools refuse them, the sandbox masks them.
+    protected: list[Path] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,11 @@ import contextlib
 import os
 import re
 import stat
+import time
 from collections.abc import Generator
 from functools import cache
+
+import regex
 
 from codexflow.errors import ToolError
 from codexflow.tools.confine import Workspace
@@ -19,14 +22,18 @@ OUTPUT_LIMIT = 64 * 1024
 LIST_LIMIT = 1000
 GREP_FILE_LIMIT = 2 << 20
 SKIP_DIRS = {".git", "__pycache__", "node_modules", ".venv"}
+# A model's pattern runs in-process: it gets this much time in all (the `regex` engine checks
+# its timeout while matching, so even a catastrophically backtracking pattern stops).
+GREP_SECONDS = 5.0
+PATTERN_LIMIT = 1000
 
 
 def workspace_of(ctx: ToolContext) -> Workspace:
-    return Workspace(ctx.workspace)
+    return Workspace(ctx.workspace, protected=ctx.protected)
 
 
 @cache
-def _glob_regex(pattern: str) -> re.Pattern[str]:
+def _glob_regex(pattern: str) -> regex.Pattern[str]:
     # `**` crosses directories, `*` and `?` do not: the usual meaning, which fnmatch lacks.
     out, i = [], 0
     while i < len(pattern):
@@ -45,14 +52,19 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
         else:
             out.append(re.escape(pattern[i]))
             i += 1
-    return re.compile("".join(out) + r"\Z")
+    return regex.compile("".join(out) + r"\Z", regex.V0)
 
 
 def glob_match(rel: str, pattern: str) -> bool:
     pattern = pattern.removeprefix("./")
     if pattern.endswith("/"):
         pattern += "**"
-    return _glob_regex(pattern).match(rel) is not None
+    if len(pattern) > PATTERN_LIMIT:
+        raise ToolError(f"the glob is longer than {PATTERN_LIMIT} characters")
+    try:
+        return _glob_regex(pattern).match(rel, timeout=1.0) is not None
+    except TimeoutError:
+        raise ToolError("the glob took too long to match; use fewer `*`") from None
 
 
 def check_writable(ctx: ToolContext, workspace: Workspace, path: str) -> str:
@@ -127,14 +139,27 @@ def _walk(workspace: Workspace, path: str) -> Walk:
     finally:
         os.close(start)
     walker = os.fwalk(".", dir_fd=base, follow_symlinks=False)
+    hidden = workspace.protected_ids()
     try:
         for top, dirs, files, dirfd in walker:
-            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
+            dirs[:] = sorted(
+                d for d in dirs if d not in SKIP_DIRS and not _is_hidden(dirfd, d, hidden)
+            )
             prefix = posixpath_join(rel, top)
             yield prefix, dirfd, dirs, sorted(files)
     finally:
         walker.close()  # type: ignore[attr-defined]  # os.fwalk returns a generator; close its fds now
         os.close(base)
+
+
+def _is_hidden(dirfd: int, name: str, hidden: set[tuple[int, int]]) -> bool:
+    if not hidden:
+        return False
+    try:
+        info = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    except OSError:
+        return True
+    return (info.st_dev, info.st_ino) in hidden
 
 
 def posixpath_join(rel: str, top: str) -> str:
@@ -171,16 +196,18 @@ def grep(
     ignore_case: bool = False,
 ) -> str:
     """Search files of the workspace for a regular expression; prints path:line: text."""
+    if len(pattern) > PATTERN_LIMIT:
+        raise ToolError(f"the pattern is longer than {PATTERN_LIMIT} characters")
     try:
-        regex = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
-    except re.error as exc:
+        compiled = regex.compile(pattern, regex.V0 | (regex.IGNORECASE if ignore_case else 0))
+    except (regex.error, re.error, ValueError, OverflowError, RecursionError) as exc:
         raise ToolError(f"invalid regular expression: {exc}") from None
     walk = _walk(workspace_of(ctx), path)
     with contextlib.closing(walk):
-        return _grep(walk, regex, glob)
+        return _grep(walk, compiled, glob, time.monotonic() + GREP_SECONDS)
 
 
-def _grep(walk: Walk, regex: re.Pattern[str], glob: str | None) -> str:
+def _grep(walk: Walk, compiled: regex.Pattern[str], glob: str | None, deadline: float) -> str:
     hits: list[str] = []
     size = 0
     for prefix, dirfd, _dirs, files in walk:
@@ -189,7 +216,16 @@ def _grep(walk: Walk, regex: re.Pattern[str], glob: str | None) -> str:
             if glob and not (glob_match(rel, glob) or glob_match(name, glob)):
                 continue
             for number, line in _lines(dirfd, name):
-                if regex.search(line):
+                left = deadline - time.monotonic()
+                try:
+                    if left <= 0:
+                        raise TimeoutError
+                    found = compiled.search(line, timeout=left, concurrent=True)
+                except TimeoutError:
+                    hits.append(f"[... stopped: the search took longer than {GREP_SECONDS:g} s "
+                                f"(simplify the pattern, or narrow `path`/`glob`) ...]")  # fmt: skip
+                    return "\n".join(hits)
+                if found:
                     hit = f"{rel}:{number}: {line[:500]}"
                     hits.append(hit)
                     size += len(hit) + 1

@@ -102,7 +102,9 @@ def tool_from_function(
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (annotation, default)
     model = create_model(
-        f"{func.__name__}_arguments", __config__=ConfigDict(extra="forbid"), **fields
+        f"{func.__name__}_arguments",
+        __config__=ConfigDict(extra="forbid", allow_inf_nan=False),
+        **fields,
     )
     parameters = _clean_schema(model.model_json_schema())
     parameters.setdefault("properties", {})

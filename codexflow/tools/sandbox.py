@@ -10,13 +10,15 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 from codexflow.errors import ToolError
-from codexflow.tools.cgroup import PidsCgroup
+from codexflow.tools.cgroup import MemoryCgroup, PidsCgroup
 from codexflow.tools.refusal import ToolRefused
+from codexflow.tools.seccomp import seccomp_fd
 
 OUTPUT_CAP = 64 * 1024
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
@@ -30,7 +32,8 @@ ETC_FILES = (
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits for one command (enforced by setrlimit via prlimit, and a pids cgroup)."""
+    """Resource limits for one command: setrlimit (via prlimit) per process; a pids cgroup and
+    a memory cgroup for the whole tree where cgroups are writable; a sized /tmp."""
 
     timeout: float = 300.0
     cpu_seconds: int = 300
@@ -38,6 +41,8 @@ class Limits:
     file_size: int = 1 << 30
     processes: int = 256
     output_cap: int = OUTPUT_CAP
+    memory: int = 4 << 30  # every process of the command together, /tmp's pages included
+    tmp_size: int = 1 << 30  # the private /tmp (a tmpfs) holds at most this much
 
 
 @dataclass(frozen=True)
@@ -78,47 +83,90 @@ def _system_binds() -> list[str]:
 # When we run as root, uid 0 inside keeps write access (by file mode) to host-wide kernel
 # settings such as /proc/sys/kernel/core_pattern: these are mounted read-only, as containers do.
 PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs")
+# Host-wide kernel state a tool has no business reading: the key rings, kernel symbols.
+PROC_HIDDEN = ("/proc/keys", "/proc/key-users", "/proc/kallsyms", "/proc/kcore",
+               "/proc/timer_list", "/proc/sched_debug")  # fmt: skip
+PROTECTED_MASK_SIZE = 64 * 1024
 
 
 def _proc_read_only() -> list[str]:
     args: list[str] = []
     for path in PROC_READ_ONLY:
         args += ["--ro-bind-try", path, path]
+    for path in PROC_HIDDEN:
+        if os.path.exists(path):  # bwrap cannot mount over an entry this kernel lacks
+            args += ["--ro-bind", "/dev/null", path]
     return args
 
 
-def bwrap_argv(workspace: Path, argv: list[str]) -> list[str]:
-    """bwrap around argv: the workspace is the only writable place; no network, no host pids."""
+def _masks(workspace: Path, protected: Iterable[str | Path]) -> list[str]:
+    """An empty read-only tmpfs over each protected directory the sandbox would otherwise see."""
+    args: list[str] = []
+    ws = str(workspace)
+    for path in sorted({str(Path(p).resolve()) for p in protected}):
+        if path == ws or path.startswith(ws.rstrip("/") + "/"):
+            args += ["--size", str(PROTECTED_MASK_SIZE), "--perms", "0555", "--tmpfs", path,
+                     "--remount-ro", path]  # fmt: skip
+    return args
+
+
+def bwrap_argv(
+    workspace: Path,
+    argv: list[str],
+    *,
+    protected: Iterable[str | Path] = (),
+    network: bool = False,
+    cwd: str | None = None,
+    tmp_size: int = Limits.tmp_size,
+    seccomp: int | None = None,
+    read_only: Iterable[str] = (),
+) -> list[str]:
+    """bwrap around argv: the workspace is the only writable place (protected directories in it
+    are masked); no network unless granted, no host pids, a user namespace, a sized /tmp, and
+    the seccomp program read from the fd `seccomp` when given."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise ToolError("bubblewrap is not installed")
     ws = str(workspace)
+    net = [] if network else ["--unshare-net"]
+    resolv = ["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"] if network else []
+    filters = ["--seccomp", str(seccomp)] if seccomp is not None else []
+    extra: list[str] = []
+    for path in read_only:
+        extra += ["--ro-bind", path, path]
     return [
         bwrap,
-        "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-        "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", "sandbox",
-        *_system_binds(),
+        "--unshare-user-try", *net, "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+        "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+        "--hostname", "sandbox",
+        *_system_binds(), *resolv,
         "--proc", "/proc", *_proc_read_only(),
-        "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/var/tmp",
-        "--bind", ws, ws, "--chdir", ws,
+        "--dev", "/dev", "--size", str(tmp_size), "--tmpfs", "/tmp", "--dir", "/var/tmp", *extra,
+        "--bind", ws, ws, *_masks(workspace, protected), "--chdir", cwd or ws,
+        *filters,
         "--", *argv,
     ]  # fmt: skip
 
 
 @cache
 def bwrap_works() -> bool:
-    """Whether bubblewrap is installed and can start a sandbox here (cached)."""
+    """Whether bubblewrap is installed and can start the full sandbox here (cached)."""
     if shutil.which("bwrap") is None:
         return False
+    fd = seccomp_fd()
     try:
         done = subprocess.run(
-            bwrap_argv(Path("/tmp"), ["/bin/true"]),
+            bwrap_argv(Path("/tmp"), ["/bin/true"], seccomp=fd),
             env=clean_env(),
             capture_output=True,
             timeout=20,
+            pass_fds=(fd,) if fd is not None else (),
         )
     except (OSError, subprocess.TimeoutExpired):
         return False
+    finally:
+        if fd is not None:
+            os.close(fd)
     return done.returncode == 0
 
 
@@ -179,6 +227,7 @@ def run_sandboxed(
     limits: Limits | None = None,
     allow_unsafe: bool = False,
     env: dict[str, str] | None = None,
+    protected: Iterable[str | Path] = (),
 ) -> ProcessResult:
     """Run argv (never through a shell) confined to the workspace; refuses without a sandbox
     unless allow_unsafe. Kills the whole process tree at the timeout."""
@@ -189,18 +238,53 @@ def run_sandboxed(
         raise ToolRefused(
             "refused: bubblewrap is not available, and shell tools do not run unsandboxed"
         )
-    command = bwrap_argv(workspace, argv) if sandboxed else list(argv)
-    command = _prlimit_argv(limits) + command
-    cgroup: PidsCgroup | None = None
+    if not sandboxed and any(_inside(workspace, p) for p in protected):
+        # Unsandboxed, nothing could hide the state dir from the command.
+        raise ToolRefused(
+            "refused: the state directory is inside the workspace and bubblewrap is not "
+            "available to hide it; use a --state-dir outside the workspace"
+        )
+    with contextlib.ExitStack() as stack:
+        filter_fd = seccomp_fd() if sandboxed else None
+        if filter_fd is not None:
+            stack.callback(os.close, filter_fd)
+        command = (
+            bwrap_argv(workspace, argv, protected=protected, tmp_size=limits.tmp_size,
+                       seccomp=filter_fd)
+            if sandboxed
+            else list(argv)
+        )  # fmt: skip
+        command = _prlimit_argv(limits) + command
+        groups = _cgroups(limits, stack)
+        for group in groups:
+            command = group.enter_argv(command)
+        pids = next((g for g in groups if isinstance(g, PidsCgroup)), None)
+        memory = next((g for g in groups if isinstance(g, MemoryCgroup)), None)
+        fds = (filter_fd,) if filter_fd is not None else ()
+        result = _run(command, workspace, limits, env, pids, sandboxed, fds)
+        if memory is not None and memory.oom_kills():
+            result.notes.append(
+                f"[the command reached its memory limit of {limits.memory >> 20} MiB]"
+            )
+        return result
+
+
+def _inside(workspace: Path, path: str | Path) -> bool:
+    real = str(Path(path).resolve())
+    return real == str(workspace) or real.startswith(str(workspace).rstrip("/") + "/")
+
+
+def _cgroups(limits: Limits, stack: contextlib.ExitStack) -> list[PidsCgroup | MemoryCgroup]:
+    groups: list[PidsCgroup | MemoryCgroup] = []
     with contextlib.suppress(OSError):
-        cgroup = PidsCgroup(limits.processes)
-    if cgroup is not None:
-        command = cgroup.enter_argv(command)
-    try:
-        return _run(command, workspace, limits, env, cgroup, sandboxed)
-    finally:
-        if cgroup is not None:
-            cgroup.remove()
+        pids = PidsCgroup(limits.processes)
+        stack.callback(pids.remove)
+        groups.append(pids)
+    with contextlib.suppress(OSError):
+        memory = MemoryCgroup(limits.memory)
+        stack.callback(memory.remove)
+        groups.append(memory)
+    return groups
 
 
 def _run(
@@ -210,6 +294,7 @@ def _run(
     env: dict[str, str] | None,
     cgroup: PidsCgroup | None,
     sandboxed: bool,
+    pass_fds: tuple[int, ...] = (),
 ) -> ProcessResult:
     try:
         process = subprocess.Popen(
@@ -221,6 +306,7 @@ def _run(
             stderr=subprocess.STDOUT,
             process_group=0,  # one group to kill at the timeout
             close_fds=True,
+            pass_fds=pass_fds,
         )
     except OSError as exc:
         raise ToolError(f"could not start {command[-1]!r}: {exc.strerror}") from None

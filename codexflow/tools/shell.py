@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shlex
@@ -73,6 +74,8 @@ def _check_value(name: str, arg: ToolArgumentSpec, value: Any) -> str:
     }[kind]
     if not ok:
         raise ToolError(f"argument {name!r} must be a {kind}, got {type(value).__name__}")
+    if kind == "number" and not math.isfinite(value):
+        raise ToolError(f"argument {name!r} must be a finite number, got {value!r}")
     if arg.enum is not None and value not in arg.enum:
         raise ToolError(f"argument {name!r} must be one of {arg.enum!r}")
     if kind == "boolean":
@@ -82,9 +85,13 @@ def _check_value(name: str, arg: ToolArgumentSpec, value: Any) -> str:
         raise ToolError(f"argument {name!r} contains a NUL byte")
     if arg.pattern is not None and re.fullmatch(arg.pattern, word) is None:
         raise ToolError(f"argument {name!r} must match the pattern {arg.pattern!r}")
-    # An unconstrained string starting with "-" would be read as an option by the command.
-    if kind == "string" and word.startswith("-") and arg.enum is None and arg.pattern is None:
-        raise ToolError(f"argument {name!r} may not start with '-' (it would be read as an option)")
+    # A value starting with "-" (a string, or a negative number) would be read as an option by
+    # the command, unless the spec lists or patterns the values it accepts.
+    if word.startswith("-") and arg.enum is None and arg.pattern is None:
+        raise ToolError(
+            f"argument {name!r} may not start with '-' (it would be read as an option; "
+            "a spec may allow such values with `enum` or `pattern`)"
+        )
     return word
 
 
@@ -127,7 +134,13 @@ def shell_tool(name: str, spec: ShellToolSpec) -> Tool:
     def run(ctx: ToolContext, arguments: dict[str, Any]) -> str:
         argv = fill_argv(spec, template, arguments)
         limits = Limits(timeout=spec.timeout, cpu_seconds=max(1, int(spec.timeout) + 5))
-        result = run_sandboxed(argv, ctx.workspace, limits=limits, allow_unsafe=ctx.allow_unsafe)
+        result = run_sandboxed(
+            argv,
+            ctx.workspace,
+            limits=limits,
+            allow_unsafe=ctx.allow_unsafe,
+            protected=ctx.protected,
+        )
         text = result.render()
         if result.timed_out or result.exit_code != 0:
             raise ToolError(text)

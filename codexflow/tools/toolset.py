@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +93,28 @@ class Toolset:
         self.close()
 
 
+def _no_constant(name: str) -> Any:
+    # NaN, Infinity and -Infinity are not JSON; Python's parser accepts them unless told not to.
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _check_finite(value: Any, depth: int = 0) -> None:
+    """Refuse non-finite floats anywhere in arguments given as a dict (a model API's parse)."""
+    if depth > 64:
+        raise ToolError("arguments are nested too deeply")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ToolError(f"arguments must be finite numbers, got {value!r}")
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_finite(item, depth + 1)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_finite(item, depth + 1)
+
+
 def _parse_arguments(arguments: str | dict[str, Any]) -> dict[str, Any]:
     if isinstance(arguments, dict):
+        _check_finite(arguments)
         return arguments
     if not isinstance(arguments, str):
         raise ToolError("arguments must be a JSON object")
@@ -101,19 +123,26 @@ def _parse_arguments(arguments: str | dict[str, Any]) -> dict[str, Any]:
     if not arguments.strip():
         return {}
     try:
-        parsed = json.loads(arguments)
-    except json.JSONDecodeError as exc:
+        parsed = json.loads(arguments, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge ints, deep nesting
         raise ToolError(f"arguments are not valid JSON: {exc}") from None
     if not isinstance(parsed, dict):
         raise ToolError("arguments must be a JSON object")
     return parsed
 
 
-def build_toolset(spec: Spec, agent: str, ctx: ToolContext) -> Toolset:
+def build_toolset(
+    spec: Spec, agent: str, ctx: ToolContext, *, protected: Iterable[str | Path] = ()
+) -> Toolset:
     """The tools `agent` lists in `spec`, ready to call. Imports python tools and starts MCP servers.
 
-    Raises ToolError for setup problems (unknown names, imports that fail, servers that do not start).
+    `protected` directories (the state dir) are added to the context: no tool reads or writes
+    them. Raises ToolError for setup problems (unknown names, imports that fail, servers that do
+    not start).
     """
+    for path in protected:
+        if Path(path) not in ctx.protected:
+            ctx.protected.append(Path(path))
     if agent not in spec.agents:
         raise ToolError(f"no agent {agent!r} in the spec")
     agent_spec = spec.agents[agent]
@@ -157,12 +186,20 @@ def _resolve(
     if isinstance(declared, ShellToolSpec):
         return [shell_tool(entry, declared)]
     if isinstance(declared, PythonToolSpec):
-        return [python_tool(entry, declared)]
+        return [
+            python_tool(entry, declared, workspace=Path(ctx.workspace), protected=ctx.protected)
+        ]
     if isinstance(declared, WebToolSpec):
         return [web_tool(entry, declared)]
     assert isinstance(declared, McpToolSpec)
     if server_name not in servers:
-        server = McpServer(server_name, declared, ctx.workspace)
+        server = McpServer(
+            server_name,
+            declared,
+            ctx.workspace,
+            protected=ctx.protected,
+            allow_unsafe=ctx.allow_unsafe,
+        )
         server.start()
         servers[server_name] = server
     server = servers[server_name]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -78,7 +79,23 @@ def toolset(ctx: ToolContext) -> Iterator[Callable[..., Toolset]]:
         item.close()
 
 
+def require_sandbox() -> None:
+    """Skip where bubblewrap cannot start a sandbox; but in CI (CI=true) fail: there a sandbox
+    test that silently skips proves nothing (CI installs bubblewrap)."""
+    if bwrap_works():
+        return
+    installed = shutil.which("bwrap") is not None
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(
+            "bubblewrap is installed but cannot start a sandbox here"
+            if installed
+            else "CI=true but bubblewrap is not installed (the sandbox tests must run in CI)"
+        )
+    pytest.skip(
+        "bubblewrap cannot start a sandbox here" if installed else "bubblewrap is not installed"
+    )
+
+
 @pytest.fixture
 def sandbox() -> None:
-    if not bwrap_works():
-        pytest.skip("bubblewrap cannot start a sandbox here")
+    require_sandbox()

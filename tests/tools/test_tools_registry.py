@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import platform
+import shutil
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -21,7 +27,6 @@ from codexflow.tools import (
     tool_from_function,
 )
 from codexflow.tools.hooks import plugin_manager, reset_registry
-from codexflow.tools.sandbox import bwrap_works
 
 
 def test_builtins_are_exactly_the_spec_list() -> None:
@@ -141,11 +146,53 @@ def test_plugins_load_once() -> None:
     assert plugin_manager() is plugin_manager()
 
 
-def test_describe_protection() -> None:
+def _bwrap_runs(*flags: str) -> bool:
+    """Whether bubblewrap itself starts with these flags here (asked of bwrap directly)."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return False
+    done = subprocess.run([bwrap, *flags, "--ro-bind", "/", "/", "true"], capture_output=True)
+    return done.returncode == 0
+
+
+def _memory_cgroup_writable() -> bool:
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        roots = []
+        if "memory" in controllers.split(","):
+            roots.append(Path("/sys/fs/cgroup/memory") / path.lstrip("/"))
+            roots.append(Path("/sys/fs/cgroup/memory"))
+        if controllers == "":
+            roots.append(Path("/sys/fs/cgroup"))
+        for root in roots:
+            probe = root / f"test-doctor-{os.getpid()}"
+            try:
+                probe.mkdir()
+                (
+                    probe
+                    / ("memory.max" if root == Path("/sys/fs/cgroup") else "memory.limit_in_bytes")
+                ).write_text(str(64 << 20))
+            except OSError:
+                continue
+            finally:
+                with contextlib.suppress(OSError):
+                    probe.rmdir()
+            return True
+    return False
+
+
+def test_describe_protection_reports_the_facts_of_this_machine() -> None:
     report = describe_protection()
-    assert set(report) >= {"bwrap", "openat2", "landlock_abi", "process_limit"}
-    assert report["bwrap"]["working"] == bwrap_works()
     json.dumps(report)  # JSON-able for `codexflow doctor --json`
+    assert report["bwrap"]["working"] == _bwrap_runs("--unshare-net", "--unshare-pid")
+    if report["bwrap"]["working"]:
+        assert report["user_namespace"]["present"] == _bwrap_runs("--unshare-user")
+        known_arch = platform.machine() in ("x86_64", "aarch64")
+        assert report["seccomp"]["present"] == known_arch
+    else:
+        assert not report["user_namespace"]["present"] and not report["seccomp"]["present"]
+    assert report["memory_cgroup"]["present"] == _memory_cgroup_writable()
+    assert report["running_as_root"] == (os.geteuid() == 0)
 
 
 def test_python_tool_with_approval(
