@@ -74,7 +74,11 @@ def apply(
     plan = compile(spec, options.inputs)
     workspace = resolve_workspace(spec, where, options.workspace)
     provider, ledger = build_provider(spec, options)
-    executor = build_executor(spec, plan, provider, workspace, options)
+    from codexflow.memory.session import RunMemory
+    from codexflow.runtime.record import new_run_id
+
+    run_memory = RunMemory(spec, options.state_dir, where, new_run_id())
+    executor = build_executor(spec, plan, provider, workspace, options, run_memory.memory)
 
     def ask_gate(step: Step) -> bool:
         assert options.ask is not None
@@ -99,10 +103,20 @@ def apply(
         engine=options.engine,
         verbose=options.verbose,
         stop_event=options.stop_event,
+        run_id=run_memory.run_id,
+        memory=run_memory.template_values(),
     )
-    result = run_plan(plan, executor, run_options, observer)
+    run_memory.start(plan.inputs)
+    try:
+        result = run_plan(plan, executor, run_options, run_memory.observe(observer, plan))
+    except BaseException as exc:
+        run_memory.abort(f"{type(exc).__name__}: {exc}")
+        run_memory.close()
+        raise
     if executor.audit is not None:  # every tool call of the run, refusals included
         executor.audit.write_jsonl(result.run_dir / "audit.jsonl")
+    run_memory.finish(result, executor.audit.records() if executor.audit is not None else ())
+    run_memory.close()
     return result
 
 
@@ -166,9 +180,15 @@ def _read(load: Callable[[Path], Any], path: Path, option: str) -> Any:
 
 
 def build_executor(
-    spec: Spec, plan: Plan, provider: Any, workspace: Path, options: ApplyOptions
+    spec: Spec,
+    plan: Plan,
+    provider: Any,
+    workspace: Path,
+    options: ApplyOptions,
+    memory: Any = None,
 ) -> Any:
-    """Agents with their tools: one audit log and one in-run memory store for the whole run."""
+    """Agents with their tools: one audit log and one memory store (an in-run one when none is
+    given; `apply` gives the spec's lasting memory) for the whole run."""
     from codexflow.agents import AgentExecutor
     from codexflow.tools.memory import InMemoryStore
 
@@ -184,7 +204,7 @@ def build_executor(
         provider,
         workspace=workspace,
         plan=plan,
-        memory=InMemoryStore(),
+        memory=memory if memory is not None else InMemoryStore(),
         approve=approve_tool,
         allow_unsafe=options.allow_unsafe,
     )

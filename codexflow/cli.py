@@ -472,6 +472,12 @@ def _spec_name(path: Path) -> str:
     return name if name and name[0].isalnum() else "starter"
 
 
+from codexflow.cli_memory import agents, memory_app  # noqa: E402  (shared memory commands)
+
+app.add_typer(memory_app, name="memory")
+app.command("agents")(agents)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI in-process and return its exit code (tests call this)."""
     import click

@@ -110,9 +110,12 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     current = current_revision(engine)
     if revision == "head" and current == head:
         return
-    known = {script.revision for script in ScriptDirectory.from_config(
-        _alembic_config(None)  # type: ignore[arg-type]
-    ).walk_revisions()}
+    known = {
+        script.revision
+        for script in ScriptDirectory.from_config(
+            _alembic_config(None)  # type: ignore[arg-type]
+        ).walk_revisions()
+    }
     if current is not None and current not in known:
         raise MemoryUnavailable(
             f"the memory database {engine.url.render_as_string(hide_password=True)} is at "

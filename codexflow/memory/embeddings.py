@@ -133,7 +133,8 @@ class MiniLMEmbedder:
             ids = np.array([e.ids for e in encoded], dtype=np.int64)
             mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
             hidden = session.run(
-                None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+                None,
+                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
             )[0]
             weights = mask[:, :, None].astype(np.float32)
             pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
@@ -155,9 +156,7 @@ class LitellmEmbedder:
     def embed(self, texts: list[str]) -> list[list[float]]:
         from codexflow.providers.embeddings import embed
 
-        return [
-            _normalise(v) for v in embed(self.model, texts, self.api_base, self.api_key_env)
-        ]
+        return [_normalise(v) for v in embed(self.model, texts, self.api_base, self.api_key_env)]
 
 
 def make_embedder(

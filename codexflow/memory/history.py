@@ -50,7 +50,11 @@ class History:
 
     # -- sessions ------------------------------------------------------------------------
     def start_session(
-        self, run_id: str, spec_name: str, spec_hash: str, inputs: dict[str, Any],
+        self,
+        run_id: str,
+        spec_name: str,
+        spec_hash: str,
+        inputs: dict[str, Any],
         agents: Iterable[str] = (),
     ) -> None:
         """The run's session row, and every agent of the spec in state `created`."""
@@ -58,15 +62,23 @@ class History:
         with transaction(self.engine, write=True) as session:
             session.merge(
                 SessionRow(
-                    run_id=run_id, spec_name=spec_name, spec_hash=spec_hash,
-                    inputs=inputs, status="running", started_at=now,
+                    run_id=run_id,
+                    spec_name=spec_name,
+                    spec_hash=spec_hash,
+                    inputs=inputs,
+                    status="running",
+                    started_at=now,
                 )
             )
             for agent in agents:
                 session.merge(
                     AgentStateRow(
-                        run_id=run_id, agent=agent, state="created", created_at=now,
-                        updated_at=now, transitions={"created": now},
+                        run_id=run_id,
+                        agent=agent,
+                        state="created",
+                        created_at=now,
+                        updated_at=now,
+                        transitions={"created": now},
                     )
                 )
 
@@ -84,8 +96,12 @@ class History:
                 state = session.get(AgentStateRow, (run_id, agent))
                 if state is None:
                     state = AgentStateRow(
-                        run_id=run_id, agent=agent, state="created", created_at=now,
-                        updated_at=now, transitions={"created": now},
+                        run_id=run_id,
+                        agent=agent,
+                        state="created",
+                        created_at=now,
+                        updated_at=now,
+                        transitions={"created": now},
                     )
                 final = "error" if spent.errors else "terminated"
                 state.state, state.updated_at = final, now
@@ -107,7 +123,9 @@ class History:
         with transaction(self.engine, write=False) as session:
             rows = list(
                 session.execute(
-                    select(SessionRow).where(col(SessionRow.run_id).startswith(run_id, autoescape=True)).limit(2)
+                    select(SessionRow)
+                    .where(col(SessionRow.run_id).startswith(run_id, autoescape=True))
+                    .limit(2)
                 ).scalars()
             )
         return rows[0] if len(rows) == 1 else None
@@ -121,8 +139,12 @@ class History:
             row = session.get(AgentStateRow, (run_id, agent))
             if row is None:
                 row = AgentStateRow(
-                    run_id=run_id, agent=agent, state="created", created_at=now,
-                    updated_at=now, transitions={"created": now},
+                    run_id=run_id,
+                    agent=agent,
+                    state="created",
+                    created_at=now,
+                    updated_at=now,
+                    transitions={"created": now},
                 )
             row.state, row.updated_at = state, now
             row.transitions = {**row.transitions, state: now}
@@ -132,21 +154,23 @@ class History:
 
     def agents(self, run_id: str) -> list[AgentStateRow]:
         with transaction(self.engine, write=False) as session:
-            query = select(AgentStateRow).where(AgentStateRow.run_id == run_id)
-            return list(session.execute(query.order_by(AgentStateRow.agent)).scalars())
+            query = select(AgentStateRow).where(col(AgentStateRow.run_id) == run_id)
+            return list(session.execute(query.order_by(col(AgentStateRow.agent))).scalars())
 
     def add_note(self, run_id: str, agent: str, text: str, kind: str = "knowledge") -> None:
         with transaction(self.engine, write=True) as session:
             session.add(
-                AgentNoteRow(run_id=run_id, agent=agent, kind=kind, text=text, created_at=time.time())
+                AgentNoteRow(
+                    run_id=run_id, agent=agent, kind=kind, text=text, created_at=time.time()
+                )
             )
 
     def notes(self, run_id: str, agent: str | None = None) -> list[AgentNoteRow]:
-        query = select(AgentNoteRow).where(AgentNoteRow.run_id == run_id)
+        query = select(AgentNoteRow).where(col(AgentNoteRow.run_id) == run_id)
         if agent is not None:
-            query = query.where(AgentNoteRow.agent == agent)
+            query = query.where(col(AgentNoteRow.agent) == agent)
         with transaction(self.engine, write=False) as session:
-            return list(session.execute(query.order_by(AgentNoteRow.id)).scalars())
+            return list(session.execute(query.order_by(col(AgentNoteRow.id))).scalars())
 
     # -- events --------------------------------------------------------------------------
     def record(self, event: Event) -> None:
@@ -154,8 +178,12 @@ class History:
         with transaction(self.engine, write=True) as session:
             session.add(
                 EventRow(
-                    name=event.name, run_id=event.run_id, step_id=event.step_id,
-                    agent=event.agent, payload=dict(event.payload), time=event.time,
+                    name=event.name,
+                    run_id=event.run_id,
+                    step_id=event.step_id,
+                    agent=event.agent,
+                    payload=dict(event.payload),
+                    time=event.time,
                 )
             )
             state = STATE_OF_EVENT.get(event.name)
@@ -164,8 +192,11 @@ class History:
             row = session.get(AgentStateRow, (event.run_id, event.agent))
             if row is None:
                 row = AgentStateRow(
-                    run_id=event.run_id, agent=event.agent, state="created",
-                    created_at=event.time, updated_at=event.time,
+                    run_id=event.run_id,
+                    agent=event.agent,
+                    state="created",
+                    created_at=event.time,
+                    updated_at=event.time,
                     transitions={"created": event.time},
                 )
             row.state, row.updated_at = state, event.time
@@ -177,8 +208,10 @@ class History:
     def events(self, run_id: str | None = None, name: str | None = None) -> list[EventRow]:
         query = select(EventRow)
         if run_id is not None:
-            query = query.where(EventRow.run_id == run_id)
+            query = query.where(col(EventRow.run_id) == run_id)
         if name is not None:
-            query = query.where(EventRow.name == name)
+            query = query.where(col(EventRow.name) == name)
         with transaction(self.engine, write=False) as session:
-            return list(session.execute(query.order_by(EventRow.time, EventRow.id)).scalars())
+            return list(
+                session.execute(query.order_by(col(EventRow.time), col(EventRow.id))).scalars()
+            )

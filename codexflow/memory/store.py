@@ -83,13 +83,22 @@ class Memory:
         self.config = config
         self.namespace = config.namespace
         self.bus = bus
-        self.embedder: Embedder = make_embedder(
-            config.embedding, api_base=config.api_base, api_key_env=config.api_key_env
-        )
+        self._embedder: Embedder | None = None
         self.engine = make_engine(config.database)
         migrate(self.engine)
         self.vectors = VectorStore(config.vectors)
         self.history = History(self.engine)
+
+    @property
+    def embedder(self) -> Embedder:
+        """Made on first use: runs that never search or store pay nothing for it."""
+        if self._embedder is None:
+            self._embedder = make_embedder(
+                self.config.embedding,
+                api_base=self.config.api_base,
+                api_key_env=self.config.api_key_env,
+            )
+        return self._embedder
 
     def close(self) -> None:
         self.engine.dispose()
@@ -99,13 +108,17 @@ class Memory:
         if self.config.rules.allows(agent, namespace, mode):
             return
         allowed = (
-            self.config.rules.readable(agent) if mode == "read" else self.config.rules.writable(agent)
+            self.config.rules.readable(agent)
+            if mode == "read"
+            else self.config.rules.writable(agent)
         )
         message = (
             f"agent `{agent}` may not {mode} the memory namespace `{namespace}` "
             f"(it may {mode}: {allowed}; see memory.scopes in the spec)"
         )
-        self._emit("codexflow.memory.refused", agent, namespace, key, mode=mode, reason=message, **ids)
+        self._emit(
+            "codexflow.memory.refused", agent, namespace, key, mode=mode, reason=message, **ids
+        )
         raise MemoryRefused(message)
 
     def _emit(
@@ -163,14 +176,14 @@ class Memory:
         with transaction(self.engine, write=True) as session:
             row = session.execute(
                 select(EntryRow)
-                .where(EntryRow.namespace == ns, EntryRow.key == key)
+                .where(col(EntryRow.namespace) == ns, col(EntryRow.key) == key)
                 .with_for_update()
             ).scalar_one_or_none()
             alive = row is not None and (row.expires_at is None or row.expires_at > now)
             new_value = change(json.loads(row.value) if row is not None and alive else None)
             encoded = json.dumps(new_value, ensure_ascii=False)
             if row is None:
-                row = EntryRow(namespace=ns, key=key, value=encoded, created_at=now)
+                row = EntryRow(namespace=ns, key=key, value=encoded, created_at=now, updated_at=now)
             row.value = encoded
             row.updated_at = now
             row.author = agent
@@ -186,30 +199,37 @@ class Memory:
         if removed:
             self.vectors.delete(ns, self.embedder.id, removed)
         self._emit(
-            "codexflow.memory.written", agent, ns, key, run_id=run_id, step_id=step_id,
+            "codexflow.memory.written",
+            agent,
+            ns,
+            key,
+            run_id=run_id,
+            step_id=step_id,
             pruned=len(removed),
         )
         return entry
 
     def _retain(self, session: Session, namespace: str, now: float, keep: str = "") -> list[str]:
         """Delete expired entries and those past `max_entries` (oldest first); their keys."""
-        expired = select(EntryRow.key).where(
-            EntryRow.namespace == namespace,
+        expired = select(col(EntryRow.key)).where(
+            col(EntryRow.namespace) == namespace,
             col(EntryRow.expires_at).is_not(None),
             col(EntryRow.expires_at) <= now,
         )
         removed = list(session.execute(expired).scalars())
         limit = self.config.max_entries
         if limit is not None:
-            live = select(EntryRow.key).where(
-                EntryRow.namespace == namespace, _live(now), EntryRow.key != keep
-            ).order_by(col(EntryRow.updated_at).desc(), col(EntryRow.id).desc())
+            live = (
+                select(col(EntryRow.key))
+                .where(col(EntryRow.namespace) == namespace, _live(now), col(EntryRow.key) != keep)
+                .order_by(col(EntryRow.updated_at).desc(), col(EntryRow.id).desc())
+            )
             keep_others = limit - 1 if keep else limit  # the entry just written stays
             removed += list(session.execute(live.offset(max(0, keep_others))).scalars())
         if removed:
             session.execute(
                 delete(EntryRow).where(
-                    EntryRow.namespace == namespace, col(EntryRow.key).in_(removed)
+                    col(EntryRow.namespace) == namespace, col(EntryRow.key).in_(removed)
                 )
             )
         return removed
@@ -236,7 +256,9 @@ class Memory:
         now = time.time()
         with transaction(self.engine, write=False) as session:
             row = session.execute(
-                select(EntryRow).where(EntryRow.namespace == ns, EntryRow.key == key, _live(now))
+                select(EntryRow).where(
+                    col(EntryRow.namespace) == ns, col(EntryRow.key) == key, _live(now)
+                )
             ).scalar_one_or_none()
             return _entry(row) if row is not None else None
 
@@ -250,12 +272,12 @@ class Memory:
     def delete(self, key: str, *, namespace: str | None = None) -> bool:
         ns = namespace or self.namespace
         with transaction(self.engine, write=True) as session:
-            gone = session.execute(
-                delete(EntryRow).where(EntryRow.namespace == ns, EntryRow.key == key)
-            ).rowcount
-        if gone:
+            gone: Any = session.execute(
+                delete(EntryRow).where(col(EntryRow.namespace) == ns, col(EntryRow.key) == key)
+            )
+        if gone.rowcount:
             self.vectors.delete(ns, self.embedder.id, [key])
-        return bool(gone)
+        return bool(gone.rowcount)
 
     def entries(
         self, *, namespace: str | None = None, prefix: str = "", limit: int | None = None
@@ -264,23 +286,23 @@ class Memory:
         now = time.time()
         query = select(EntryRow).where(_live(now))
         if namespace is not None:
-            query = query.where(EntryRow.namespace == namespace)
+            query = query.where(col(EntryRow.namespace) == namespace)
         if prefix:
             query = query.where(col(EntryRow.key).startswith(prefix, autoescape=True))
-        query = query.order_by(EntryRow.namespace, EntryRow.key).limit(limit)
+        query = query.order_by(col(EntryRow.namespace), col(EntryRow.key)).limit(limit)
         with transaction(self.engine, write=False) as session:
             return [_entry(row) for row in session.execute(query).scalars()]
 
     def count(self, namespace: str | None = None) -> int:
         query = select(func.count()).select_from(EntryRow)
         if namespace is not None:
-            query = query.where(EntryRow.namespace == namespace)
+            query = query.where(col(EntryRow.namespace) == namespace)
         with transaction(self.engine, write=False) as session:
             return int(session.execute(query).scalar_one())
 
     def namespaces(self) -> list[str]:
         with transaction(self.engine, write=False) as session:
-            return list(session.execute(select(EntryRow.namespace).distinct()).scalars())
+            return list(session.execute(select(col(EntryRow.namespace)).distinct()).scalars())
 
     def search(
         self,
@@ -305,7 +327,7 @@ class Memory:
         with transaction(self.engine, write=False) as session:
             rows = session.execute(
                 select(EntryRow).where(
-                    EntryRow.namespace == ns, col(EntryRow.key).in_(keys), _live(now)
+                    col(EntryRow.namespace) == ns, col(EntryRow.key).in_(keys), _live(now)
                 )
             ).scalars()
             texts = {row.key: _entry(row).text for row in rows}
@@ -348,12 +370,15 @@ class Memory:
                 ns = str(data.get("namespace") or self.namespace)
                 key = str(data["key"])
                 row = session.execute(
-                    select(EntryRow).where(EntryRow.namespace == ns, EntryRow.key == key)
+                    select(EntryRow).where(col(EntryRow.namespace) == ns, col(EntryRow.key) == key)
                 ).scalar_one_or_none()
                 if row is None:
                     row = EntryRow(
-                        namespace=ns, key=key, value="null",
+                        namespace=ns,
+                        key=key,
+                        value="null",
                         created_at=float(data.get("created_at") or now),
+                        updated_at=now,
                     )
                 row.value = json.dumps(data.get("value"), ensure_ascii=False)
                 row.tags = sorted(set(data.get("tags") or []))

@@ -111,7 +111,9 @@ class VectorStore:
             )
         ids = found["ids"][0] if found["ids"] else []
         distances = found["distances"][0] if found.get("distances") else [1.0] * len(ids)
-        return [VectorHit(key, round(1.0 - float(d), 4)) for key, d in zip(ids, distances)]
+        return [
+            VectorHit(key, round(1.0 - float(d), 4)) for key, d in zip(ids, distances, strict=True)
+        ]
 
     def keys(self, namespace: str, space: str) -> list[str]:
         with self._lock:

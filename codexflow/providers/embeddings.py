@@ -17,7 +17,9 @@ def embed(
         kwargs["api_base"] = api_base
     if api_key_env:
         if not os.environ.get(api_key_env):
-            raise ProviderError(f"embedding model {model}: its API key variable {api_key_env} is not set")
+            raise ProviderError(
+                f"embedding model {model}: its API key variable {api_key_env} is not set"
+            )
         kwargs["api_key"] = os.environ[api_key_env]
     try:
         response = litellm().embedding(model=model, input=texts, **kwargs)

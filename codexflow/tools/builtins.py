@@ -9,7 +9,6 @@ from codexflow.tools.hooks import hookimpl
 from codexflow.tools.memory import memory_get, memory_search, memory_store
 from codexflow.tools.registry import Tool, tool_from_function
 
-
 BUILTINS: tuple[Callable[..., str], ...] = (
     files.read_file,
     files.write_file,
