@@ -39,12 +39,13 @@ def _normalise(vector: list[float]) -> list[float]:
 
 
 class HashEmbedder:
-    """Deterministic lexical vectors: each lower-cased word hashed to a signed bucket.
+    """Deterministic lexical vectors: each distinct lower-cased word hashed to a signed bucket.
 
-    Cosine similarity then measures word overlap; for tests and machines without a model.
+    Cosine similarity then measures word overlap (shared words over the geometric mean of the
+    two word counts, up to rare bucket collisions); for tests and machines without a model.
     """
 
-    def __init__(self, dimension: int = 256) -> None:
+    def __init__(self, dimension: int = 1024) -> None:
         self.dimension = dimension
         self.id = f"hash{dimension}"
 
@@ -52,7 +53,7 @@ class HashEmbedder:
         vectors = []
         for text in texts:
             vector = [0.0] * self.dimension
-            for word in _WORD.findall(text.lower()):
+            for word in set(_WORD.findall(text.lower())):
                 digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
                 bucket = int.from_bytes(digest[:4], "little") % self.dimension
                 vector[bucket] += 1.0 if digest[4] & 1 else -1.0
