@@ -332,7 +332,10 @@ class Memory:
             ).scalars()
             texts = {row.key: _entry(row).text for row in rows}
         # Vectors whose entry expired or was deleted elsewhere are skipped, not shown.
-        hits = [Hit(h.key, texts[h.key], h.score, ns) for h in found if h.key in texts]
+        # A score of 0 or less shares nothing with the query (orthogonal or opposite).
+        hits = [
+            Hit(h.key, texts[h.key], h.score, ns) for h in found if h.key in texts and h.score > 0
+        ]
         return hits[: max(0, limit)]
 
     # -- retention, export, import -------------------------------------------------------
