@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
@@ -310,6 +311,9 @@ class MemoryScopeSpec(SpecModel):
     )
 
 
+EMBEDDING_PATTERN = r"^(minilm|hash|litellm:.+)$"
+
+
 class MemorySpec(SpecModel):
     """Where the swarm's shared memory lives, how it is searched, and who may use what."""
 
@@ -334,7 +338,7 @@ class MemorySpec(SpecModel):
     )
     embedding: str = Field(
         "minilm",
-        pattern=r"^(minilm|hash|litellm:.+)$",
+        json_schema_extra={"pattern": EMBEDDING_PATTERN},
         description="How entries are embedded for `memory_search`: `minilm` (all-MiniLM-L6-v2, "
         "offline), `hash` (lexical, for tests) or `litellm:<model>` (a provider's embedding model).",
     )
@@ -349,6 +353,16 @@ class MemorySpec(SpecModel):
         description="Per agent: the namespaces it may read and write. An agent not listed reads "
         "and writes the spec's namespace only.",
     )
+
+    @field_validator("embedding")
+    @classmethod
+    def _known_embedding(cls, value: str) -> str:
+        if not re.match(EMBEDDING_PATTERN, value):
+            raise ValueError(
+                f"unknown embedding {value!r}: choose `minilm` (offline), `hash` (lexical, for "
+                "tests) or `litellm:<model>` (e.g. `litellm:openai/text-embedding-3-small`)"
+            )
+        return value
 
 
 class TaskSpec(SpecModel):

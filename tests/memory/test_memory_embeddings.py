@@ -61,7 +61,7 @@ def test_minilm_batches_give_the_vectors_of_single_texts() -> None:
 
 
 def test_an_unknown_embedding_says_what_to_choose() -> None:
-    with pytest.raises(EmbeddingUnavailable, match="choose `minilm`.*`hash`.*litellm"):
+    with pytest.raises(EmbeddingUnavailable, match=r"choose `minilm`.*`hash`.*litellm"):
         make_embedder("word2vec")
 
 

@@ -166,4 +166,4 @@ def test_sessions_agents_and_step_events(tmp_path: Path) -> None:
     assert [n.text for n in history.notes("run-1")] == ["the flaky test is test_io"]
     session = history.session("run")
     assert session is not None and (session.spec_name, session.inputs) == ("demo", {"x": 1})
-    assert [e.name for e in history.events("run-1")][0] == "codexflow.step.started"
+    assert next(e.name for e in history.events("run-1")) == "codexflow.step.started"
