@@ -34,7 +34,7 @@ def spec_hash(spec: Spec) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-MEMORY_TOOLS = ("memory_store", "memory_get", "memory_search")
+MEMORY_TOOLS = ("memory_store", "memory_get", "memory_search")  # the ones that embed
 TEMPLATE_ENTRIES = 1000  # entries of the namespace a prompt template may see as `memory`
 
 

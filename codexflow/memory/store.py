@@ -338,6 +338,10 @@ class Memory:
         ]
         return hits[: max(0, limit)]
 
+    def note(self, text: str, *, agent: str, run_id: str, kind: str = "knowledge") -> None:
+        """An agent's own note about its run (knowledge or conversation), kept with the run."""
+        self.history.add_note(run_id, agent, text, kind)
+
     # -- retention, export, import -------------------------------------------------------
     def prune(self, namespace: str | None = None) -> int:
         """Apply ttl and max_entries now; the number of entries removed."""

@@ -507,4 +507,5 @@ BUILTIN_TOOLS = (
     "memory_store",
     "memory_get",
     "memory_search",
+    "memory_note",
 )

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from codexflow.tools import files, git
 from codexflow.tools.hooks import hookimpl
-from codexflow.tools.memory import memory_get, memory_search, memory_store
+from codexflow.tools.memory import memory_get, memory_note, memory_search, memory_store
 from codexflow.tools.registry import Tool, tool_from_function
 
 BUILTINS: tuple[Callable[..., str], ...] = (
@@ -21,6 +21,7 @@ BUILTINS: tuple[Callable[..., str], ...] = (
     memory_store,
     memory_get,
     memory_search,
+    memory_note,
 )
 
 

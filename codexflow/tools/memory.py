@@ -77,6 +77,8 @@ class MemoryStore(Protocol):
         step_id: str | None = None,
     ) -> Sequence[HitLike]: ...
 
+    def note(self, text: str, *, agent: str, run_id: str, kind: str = "knowledge") -> None: ...
+
 
 _WORD = re.compile(r"\w+")
 DEFAULT = "default"
@@ -93,6 +95,7 @@ class InMemoryStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._data: dict[tuple[str, str], str] = {}
+        self.notes: list[tuple[str, str, str, str]] = []  # (run, agent, kind, text)
 
     def put(self, key: str, value: Any, *, namespace: str | None = None, **_ids: Any) -> None:
         text = value if isinstance(value, str) else json.dumps(value)
@@ -118,6 +121,10 @@ class InMemoryStore:
                 hits.append(MemoryHit(key, value, round(score, 3)))
         hits.sort(key=lambda h: (-h.score, h.key))
         return hits[: max(0, limit)]
+
+    def note(self, text: str, *, agent: str, run_id: str, kind: str = "knowledge") -> None:
+        with self._lock:
+            self.notes.append((run_id, agent, kind, text))
 
 
 def _memory(ctx: ToolContext) -> MemoryStore:
@@ -164,3 +171,17 @@ def memory_search(ctx: ToolContext, query: str, limit: int = 5, namespace: str =
     return json.dumps(
         [{"key": h.key, "value": h.value, "score": h.score} for h in hits], ensure_ascii=False
     )
+
+
+NOTE_KINDS = ("knowledge", "conversation")
+
+
+def memory_note(ctx: ToolContext, text: str, kind: str = "knowledge") -> str:
+    """Keep a note of your own about this run: `knowledge` (a fact you learned) or
+    `conversation` (what was said or decided). Shown with the run's agents."""
+    if not text.strip():
+        raise ToolError("a note needs some text")
+    if kind not in NOTE_KINDS:
+        raise ToolError(f"kind must be one of {', '.join(NOTE_KINDS)}")
+    _memory(ctx).note(text[:4000], agent=ctx.agent, run_id=ctx.run_id, kind=kind)
+    return "noted"

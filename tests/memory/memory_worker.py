@@ -1,9 +1,9 @@
 """A separate writer process for the memory concurrency tests (run as a script).
 
-    counter DIR N       N read-modify-write increments of one entry through Memory.update
-    vectors DIR WHO N   N entries with vectors, keys WHO-0 .. WHO-(N-1)
-    crash DIR B         transactions of B rows each, forever; prints `inside` mid-transaction
-                        (the test kills it there) and `committed K` after each commit
+counter DIR N       N read-modify-write increments of one entry through Memory.update
+vectors DIR WHO N   N entries with vectors, keys WHO-0 .. WHO-(N-1)
+crash DIR B         transactions of B rows each, forever; prints `inside` mid-transaction
+                    (the test kills it there) and `committed K` after each commit
 """
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ def crash(directory: str, batch: int) -> None:
     while True:
         with transaction(engine, write=True) as session:
             for row in range(batch):
-                session.add(EventRow(name="load", run_id="crash", payload={"n": row}, time=time.time()))
+                session.add(
+                    EventRow(name="load", run_id="crash", payload={"n": row}, time=time.time())
+                )
                 if row == batch // 4:
                     session.flush()  # rows are in the database file's pages now, uncommitted
                     print("inside", flush=True)

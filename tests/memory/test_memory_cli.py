@@ -28,7 +28,9 @@ def test_set_get_list_search_export_import_prune(
     state = ["--state-dir", str(tmp_path / "state"), "--namespace", "ops"]
     emb = ["--embedding", "hash"]
     assert run(capsys, "memory", "set", "deploy", "docker compose on staging", *state, *emb)[0] == 0
-    assert run(capsys, "memory", "set", "limits", '{"max": 3}', "--json-value", *state, *emb)[0] == 0
+    assert (
+        run(capsys, "memory", "set", "limits", '{"max": 3}', "--json-value", *state, *emb)[0] == 0
+    )
     assert run(capsys, "memory", "set", "bad", "{nope", "--json-value", *state, *emb)[0] == 2
     code, out, _ = run(capsys, "memory", "get", "deploy", *state)
     assert (code, out) == (0, "docker compose on staging\n")
@@ -90,7 +92,7 @@ def test_a_value_stored_in_one_apply_is_read_in_the_next(
     lesson = "Tag a release only after the changelog lists every merged change."
     first = apply_notebook(tmp_path)
     assert first["memory_get"] == "no memory under 'lesson'"
-    assert first["memory_store"] == "stored lesson"
+    assert first["memory_store"] == "stored lesson" and first["memory_note"] == "noted"
     second = apply_notebook(tmp_path)  # another process: only the database and Chroma remain
     assert second["memory_get"] == lesson
     assert json.loads(second["memory_search"])[0]["key"] == "lesson"
@@ -110,4 +112,4 @@ def test_a_value_stored_in_one_apply_is_read_in_the_next(
     }
     assert list(agents["reader"]["transitions"]) == ["created", "running", "idle", "terminated"]
     assert agents["scribe"]["prompt_tokens"] + agents["scribe"]["completion_tokens"] == 684
-
+    assert [(n["agent"], n["kind"]) for n in report["notes"]] == [("scribe", "conversation")]

@@ -38,7 +38,7 @@ def open_memory(directory: Path) -> Memory:
 
 
 def test_four_processes_of_read_modify_write_lose_nothing(tmp_path: Path) -> None:
-    open_memory(tmp_path).close()  # create the database first; opening it at once is tested below
+    open_memory(tmp_path).close()  # a new database opened at once: the vector test does that
     workers = [start("counter", str(tmp_path), "300") for _ in range(4)]
     errors = [finish(worker)[1] for worker in workers]
     assert not any("database is locked" in err for err in errors)
