@@ -59,11 +59,23 @@ class VectorStore:
                 self._client = chromadb.PersistentClient(path=self.location, settings=settings)
         return self._client
 
-    def _collection(self, name: str) -> Any:
+    def _collection(self, name: str, *, create: bool = True) -> Any:
+        """The collection, created only by writers (they hold the lock); None for a reader
+        when nothing was written yet."""
         if name not in self._collections:
-            self._collections[name] = self._connect().get_or_create_collection(
-                name, embedding_function=None, metadata={"hnsw:space": "cosine"}
-            )
+            client = self._connect()
+            if create:
+                collection = client.get_or_create_collection(
+                    name, embedding_function=None, metadata={"hnsw:space": "cosine"}
+                )
+            else:
+                from chromadb.errors import NotFoundError
+
+                try:
+                    collection = client.get_collection(name, embedding_function=None)
+                except NotFoundError:
+                    return None
+            self._collections[name] = collection
         return self._collections[name]
 
     @contextlib.contextmanager
@@ -105,7 +117,9 @@ class VectorStore:
 
     def query(self, namespace: str, space: str, vector: list[float], limit: int) -> list[VectorHit]:
         with self._lock:
-            collection = self._collection(collection_name(namespace, space))
+            collection = self._collection(collection_name(namespace, space), create=False)
+            if collection is None:
+                return []
             found = collection.query(
                 query_embeddings=[vector], n_results=max(1, limit), include=["distances"]
             )
@@ -117,4 +131,5 @@ class VectorStore:
 
     def keys(self, namespace: str, space: str) -> list[str]:
         with self._lock:
-            return list(self._collection(collection_name(namespace, space)).get(include=[])["ids"])
+            collection = self._collection(collection_name(namespace, space), create=False)
+            return list(collection.get(include=[])["ids"]) if collection is not None else []
