@@ -143,10 +143,18 @@ class Memory:
         tags: Iterable[str] = (),
         ttl: float | None = None,
     ) -> Entry:
-        """Write (or overwrite) an entry and its vector; retention is applied on the way."""
+        """Write (or overwrite) an entry and its vector; retention is applied on the way.
+
+        The vector is made first: an embedder that fails leaves nothing half written."""
+        self._check(
+            agent, namespace or self.namespace, "write", key, run_id=run_id, step_id=step_id
+        )
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        vector = self.embedder.embed([f"{key}: {text}"])[0]
         return self.update(
             key,
             lambda _old: value,
+            vector=vector,
             namespace=namespace,
             agent=agent,
             run_id=run_id,
@@ -166,6 +174,7 @@ class Memory:
         step_id: str | None = None,
         tags: Iterable[str] | None = None,
         ttl: float | None = None,
+        vector: list[float] | None = None,
     ) -> Entry:
         """Read-modify-write in one write transaction (BEGIN IMMEDIATE on SQLite, row lock
         elsewhere): `change(old value or None)` returns the new value; no update is lost."""
@@ -195,7 +204,7 @@ class Memory:
             session.flush()
             entry = _entry(row)
             removed = self._retain(session, ns, now, keep=key)
-        self._index([entry])
+        self._index([entry], [vector] if vector is not None else None)
         if removed:
             self.vectors.delete(ns, self.embedder.id, removed)
         self._emit(
@@ -234,7 +243,17 @@ class Memory:
             )
         return removed
 
-    def _index(self, entries: list[Entry]) -> None:
+    def _index(self, entries: list[Entry], vectors: list[list[float]] | None = None) -> None:
+        if vectors is not None:  # already made from the same text
+            for entry, vector in zip(entries, vectors, strict=True):
+                self.vectors.upsert(
+                    entry.namespace,
+                    self.embedder.id,
+                    [entry.key],
+                    [vector],
+                    [{"namespace": entry.namespace, "key": entry.key}],
+                )
+            return
         by_namespace: dict[str, list[Entry]] = {}
         for entry in entries:
             by_namespace.setdefault(entry.namespace, []).append(entry)

@@ -143,3 +143,18 @@ def test_litellm_without_its_key_fails_and_names_the_variable(
     embedder = make_embedder("litellm:openai/x", api_key_env="ABSENT_EMBED_KEY")
     with pytest.raises(ProviderError, match="ABSENT_EMBED_KEY is not set"):
         embedder.embed(["text"])
+
+
+def test_a_failing_embedder_leaves_nothing_half_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from codexflow.errors import ProviderError
+
+    monkeypatch.delenv("ABSENT_EMBED_KEY", raising=False)
+    config = MemoryConfig.under(
+        tmp_path, namespace="n", embedding="litellm:openai/x", api_key_env="ABSENT_EMBED_KEY"
+    )
+    memory = Memory(config)
+    with pytest.raises(ProviderError):
+        memory.put("k", "never stored")
+    assert memory.get("k") is None and memory.count() == 0
