@@ -94,9 +94,9 @@ def minilm_files() -> tuple[Path, Path]:
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 on onnxruntime, offline: WordPiece, mean pooling, L2 normalisation.
 
-    Each batch is padded to its longest text, not to 256 tokens as Chroma's built-in function
-    does: with the attention mask the vectors are the same (measured: max difference 4e-8)
-    and short texts cost a fraction (measured ~40x faster on sentences).
+    Texts are batched by length and each batch is padded to its longest text, not every text to
+    256 tokens as Chroma's built-in function does: with the attention mask the vectors are the
+    same (measured: max difference 4.5e-8) and short texts cost a fraction of the work.
     """
 
     id = "minilm"
@@ -115,7 +115,7 @@ class MiniLMEmbedder:
 
                 tokenizer = Tokenizer.from_file(str(tokenizer_file))
                 tokenizer.enable_truncation(max_length=MAX_TOKENS)
-                tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the batch's longest
+                tokenizer.no_padding()  # embed() pads each batch to its own longest text
                 options = onnxruntime.SessionOptions()
                 options.log_severity_level = 3
                 self._session = onnxruntime.InferenceSession(
@@ -128,11 +128,19 @@ class MiniLMEmbedder:
         import numpy as np
 
         session, tokenizer = self._load()
-        vectors: list[list[float]] = []
-        for start in range(0, len(texts), BATCH):
-            encoded = tokenizer.encode_batch(texts[start : start + BATCH])
-            ids = np.array([e.ids for e in encoded], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+        encoded = tokenizer.encode_batch(texts)
+        # Texts of similar length share a batch, so padding to the batch's longest costs little.
+        order = sorted(range(len(texts)), key=lambda i: len(encoded[i].ids))
+        vectors: list[list[float]] = [[] for _ in texts]
+        for start in range(0, len(order), BATCH):
+            chosen = order[start : start + BATCH]
+            width = max(len(encoded[i].ids) for i in chosen)
+            ids = np.zeros((len(chosen), width), dtype=np.int64)
+            mask = np.zeros((len(chosen), width), dtype=np.int64)
+            for row, index in enumerate(chosen):
+                tokens = encoded[index].ids
+                ids[row, : len(tokens)] = tokens
+                mask[row, : len(tokens)] = 1
             hidden = session.run(
                 None,
                 {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
@@ -141,7 +149,8 @@ class MiniLMEmbedder:
             pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
             norms = np.linalg.norm(pooled, axis=1, keepdims=True)
             norms[norms == 0] = 1e-12
-            vectors.extend((pooled / norms).astype(np.float32).tolist())
+            for row, vector in zip(chosen, (pooled / norms).astype(np.float32), strict=True):
+                vectors[row] = vector.tolist()
         return vectors
 
 
