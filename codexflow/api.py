@@ -71,6 +71,7 @@ class PreparedApply:
     executor: Any
     run_options: RunOptions
     options: ApplyOptions
+    memory: Any = None  # the run's RunMemory (session, agent states, events, lasting memory)
 
     def parameters(self) -> dict[str, Any]:
         """The `apply-spec` flow run's parameters: what the Prefect UI shows for the run."""
@@ -91,10 +92,27 @@ class PreparedApply:
         options = self.options
         return state_lock(options.state_dir, wait=options.wait_for_state, on_wait=options.on_wait)
 
+    def start(self) -> None:
+        """The run's session row in the memory database, before its first step."""
+        if self.memory is not None:
+            self.memory.start(self.plan.inputs)
+
     def finish(self, result: RunResult) -> None:
-        """After the run, inside its flow run when there is one. Every tool call, refusals
-        included, is already in the run's audit.jsonl (appended as it happens)."""
-        return None
+        """After the run, inside its flow run when there is one: tool calls become events, the
+        session and each agent get their final state. (Every tool call, refusals included, is
+        already in the run's audit.jsonl, appended as it happened.)"""
+        if self.memory is None:
+            return
+        audit = getattr(self.executor, "audit", None)
+        try:
+            self.memory.finish(result, audit.records() if audit is not None else ())
+        finally:
+            self.memory.close()
+
+    def abort(self, exc: BaseException) -> None:
+        if self.memory is not None:
+            self.memory.abort(f"{type(exc).__name__}: {exc}")
+            self.memory.close()
 
 
 def prepare_apply(
@@ -122,7 +140,11 @@ def prepare_apply(
     check_approvals(spec, plan, options.approve)
     workspace = resolve_workspace(spec, where, options.workspace)
     provider, ledger = build_provider(spec, options)
-    executor = build_executor(spec, plan, provider, workspace, options)
+    from codexflow.memory.session import RunMemory
+    from codexflow.runtime.record import new_run_id
+
+    run_memory = RunMemory(spec, options.state_dir, where, new_run_id())
+    executor = build_executor(spec, plan, provider, workspace, options, run_memory.memory)
 
     def ask_gate(step: Step) -> bool:
         assert options.ask is not None
@@ -147,9 +169,13 @@ def prepare_apply(
         engine=options.engine,
         verbose=options.verbose,
         stop_event=options.stop_event,
-        events=options.events,
+        events=run_memory.bus,
+        run_id=run_memory.run_id,
+        memory=run_memory.template_values(),
     )
-    return PreparedApply(spec, where, plan, executor, run_options, options)
+    if options.events is not None:  # the caller listens too (the MCP server, the HTTP API)
+        run_memory.bus.subscribe(options.events.emit)
+    return PreparedApply(spec, where, plan, executor, run_options, options, run_memory)
 
 
 def apply(
@@ -164,14 +190,19 @@ def apply(
 
     ready = prepare_apply(spec_or_path, options, spec_path=spec_path)
     with ready.locked():
-        return run_plan(
-            ready.plan,
-            ready.executor,
-            ready.run_options,
-            observer,
-            parameters=ready.parameters(),
-            after=ready.finish,
-        )
+        ready.start()
+        try:
+            return run_plan(
+                ready.plan,
+                ready.executor,
+                ready.run_options,
+                observer,
+                parameters=ready.parameters(),
+                after=ready.finish,
+            )
+        except BaseException as exc:
+            ready.abort(exc)
+            raise
 
 
 def with_model(spec: Spec, model: str) -> Spec:
@@ -238,10 +269,16 @@ def _read(load: Callable[[Path], Any], path: Path, option: str) -> Any:
 
 
 def build_executor(
-    spec: Spec, plan: Plan, provider: Any, workspace: Path, options: ApplyOptions
+    spec: Spec,
+    plan: Plan,
+    provider: Any,
+    workspace: Path,
+    options: ApplyOptions,
+    memory: Any = None,
 ) -> Any:
     """Agents with their tools: one audit log (appended to the run's audit.jsonl as calls
-    happen) and one in-run memory store for the whole run; no tool may touch the state dir."""
+    happen) and one memory store (an in-run one when none is given; `apply` gives the spec's
+    lasting memory) for the whole run; no tool may touch the state dir."""
     from functools import partial
 
     from codexflow.agents import AgentExecutor
@@ -260,7 +297,7 @@ def build_executor(
         provider,
         workspace=workspace,
         plan=plan,
-        memory=InMemoryStore(),
+        memory=memory if memory is not None else InMemoryStore(),
         approve=approve_tool,
         allow_unsafe=options.allow_unsafe,
         audit=AuditLog(options.state_dir),

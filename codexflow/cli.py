@@ -509,6 +509,12 @@ def _spec_name(path: Path) -> str:
     return name if name and name[0].isalnum() else "starter"
 
 
+from codexflow.cli_memory import agents, memory_app  # noqa: E402  (shared memory commands)
+
+app.add_typer(memory_app, name="memory")
+app.command("agents")(agents)
+
+
 def _click_errors(name: str) -> tuple[type[BaseException], ...]:
     """`name` from click and from the click that typer bundles (typer >= 0.29 raises its own)."""
     import click

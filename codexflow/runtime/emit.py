@@ -20,18 +20,27 @@ _ENDS: dict[str, EventName] = {
 class EmittingObserver:
     """Passes everything to `inner` and emits the matching event on `bus`."""
 
-    def __init__(self, inner: Observer, bus: EventBus, run_id: str) -> None:
+    def __init__(
+        self, inner: Observer, bus: EventBus, run_id: str, agents: dict[str, str] | None = None
+    ) -> None:
         self.inner, self.bus, self.run_id = inner, bus, run_id
-        self.kinds: dict[str, str] = {}
+        self.agents = agents or {}  # step id -> agent
+
+    def _agent(self, unit_id: str) -> str | None:
+        base = unit_id.split("[", 1)[0]
+        for candidate in (unit_id, f"{base}[*]", base):
+            if candidate in self.agents:
+                return self.agents[candidate]
+        return None
 
     def __getattr__(self, name: str) -> Any:  # on_flow_run, on_stopping, ...
         return getattr(self.inner, name)
 
     def on_step_start(self, step_id: str, name: str) -> None:
         gate = name.startswith("approval: ")
-        self.kinds[step_id] = "approval" if gate else "step"
         event: EventName = "codexflow.gate.asked" if gate else "codexflow.step.started"
-        self.bus.emit(Event(event, self.run_id, step_id, payload={"name": name}))
+        agent = None if gate else self._agent(step_id)
+        self.bus.emit(Event(event, self.run_id, step_id, agent, {"name": name}))
         self.inner.on_step_start(step_id, name)
 
     def on_step_end(self, step_id: str, status: StepStatus, record: StepRecord) -> None:
@@ -45,9 +54,11 @@ class EmittingObserver:
                 "model": record.model,
                 "prompt_tokens": record.prompt_tokens,
                 "completion_tokens": record.completion_tokens,
+                "tokens": record.tokens,
                 "cost_usd": record.cost_usd,
                 "attempts": record.attempts,
                 "error": record.error,
             }
-            self.bus.emit(Event(name, self.run_id, step_id, record.agent, payload))
+            agent = record.agent or self._agent(step_id)
+            self.bus.emit(Event(name, self.run_id, step_id, agent, payload))
         self.inner.on_step_end(step_id, status, record)

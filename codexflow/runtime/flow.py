@@ -89,7 +89,12 @@ async def apply_spec(
     )
     prepared.run_id = str(get_run_context().flow_run.name)  # type: ignore[union-attr]
     with ready.locked():
-        return await execute_in_flow(prepared)
+        ready.start()
+        try:
+            return await execute_in_flow(prepared)
+        except BaseException as exc:
+            ready.abort(exc)
+            raise
 
 
 def _prepare_from_parameters(

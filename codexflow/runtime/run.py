@@ -95,11 +95,6 @@ async def drive(
         records = scheduler._final_records()
     result = _result(plan, record.run_id, records, scheduler, time.perf_counter() - started, record)
     record.write_summary(result)
-    if options.events is not None:
-        from codexflow.events import Event
-
-        totals = {"status": result.status, "reason": result.reason, "plan": plan.name}
-        options.events.emit(Event("codexflow.run.finished", record.run_id, payload=totals))
     return result
 
 

@@ -62,6 +62,7 @@ class Checker(TaskChecks, PreflightChecks):
         self.check_cycles()
         self.check_schedule()
         self.run_preflight()
+        self.check_memory()
         return self.issues
 
     # -- agents and topology -------------------------------------------------------------
@@ -236,6 +237,17 @@ class Checker(TaskChecks, PreflightChecks):
                 self.report(("inputs", name, "default"), "the default is not one of `enum`")
 
     # -- schedule ----------------------------------------------------------------------------------
+    def check_memory(self) -> None:
+        scopes = as_mapping(as_mapping(self.data.get("memory")).get("scopes"))
+        for name in scopes:
+            if name not in self.agents:
+                self.report(
+                    ("memory", "scopes", name),
+                    f"a scope for `{name}`, which is not an agent",
+                    choices_hint(str(name), set(self.agents), "agents"),
+                    key=True,
+                )
+
     def check_schedule(self) -> None:
         schedule = self.data.get("schedule")
         if not isinstance(schedule, dict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -346,22 +347,72 @@ ToolSpec = Annotated[
 ]
 
 
+MemoryNamespace = Annotated[str, Field(pattern=r"^(\*|[a-z0-9][a-z0-9-]*)$", max_length=63)]
+
+
+class MemoryScopeSpec(SpecModel):
+    """The namespaces one agent may read and write (`*` for every namespace)."""
+
+    read: list[MemoryNamespace] = Field(
+        default_factory=list, description="Namespaces the agent may read and search."
+    )
+    write: list[MemoryNamespace] = Field(
+        default_factory=list, description="Namespaces the agent may write."
+    )
+
+
+EMBEDDING_PATTERN = r"^(minilm|hash|litellm:.+)$"
+
+
 class MemorySpec(SpecModel):
-    """Where the swarm's shared memory lives."""
+    """Where the swarm's shared memory lives, how it is searched, and who may use what."""
 
     namespace: str | None = Field(
-        None, pattern=NAME_PATTERN, description="Keys are scoped to it; the spec's name when unset."
+        None,
+        pattern=NAME_PATTERN,
+        max_length=63,
+        description="Keys are scoped to it; the spec's name when unset.",
     )
-    database: str = Field(
-        "sqlite:///.codexflow/memory.db",
+    database: str | None = Field(
+        None,
         min_length=1,
-        description="SQLAlchemy URL of the structured store (PostgreSQL for several machines).",
+        description="SQLAlchemy URL of the structured store, e.g. `sqlite:///memory.db` (relative "
+        "to the spec file) or `postgresql+psycopg://host/db` for several machines; "
+        "`<state-dir>/memory.db` when unset.",
     )
-    vectors: str = Field(
-        ".codexflow/chroma",
+    vectors: str | None = Field(
+        None,
         min_length=1,
-        description="Chroma directory, or `http://host:port` for a Chroma server.",
+        description="Chroma directory (relative to the spec file), or `http://host:port` for a "
+        "Chroma server; `<state-dir>/chroma` when unset.",
     )
+    embedding: str = Field(
+        "minilm",
+        json_schema_extra={"pattern": EMBEDDING_PATTERN},
+        description="How entries are embedded for `memory_search`: `minilm` (all-MiniLM-L6-v2, "
+        "offline), `hash` (lexical, for tests) or `litellm:<model>` (a provider's embedding model).",
+    )
+    max_entries: int | None = Field(
+        None, ge=1, description="Entries kept per namespace; the oldest go first, on each write."
+    )
+    ttl: float | None = Field(
+        None, gt=0, description="Seconds an entry lives after its last write (forever when unset)."
+    )
+    scopes: dict[Identifier, MemoryScopeSpec] = Field(
+        default_factory=dict,
+        description="Per agent: the namespaces it may read and write. An agent not listed reads "
+        "and writes the spec's namespace only.",
+    )
+
+    @field_validator("embedding")
+    @classmethod
+    def _known_embedding(cls, value: str) -> str:
+        if not re.match(EMBEDDING_PATTERN, value):
+            raise ValueError(
+                f"unknown embedding {value!r}: choose `minilm` (offline), `hash` (lexical, for "
+                "tests) or `litellm:<model>` (e.g. `litellm:openai/text-embedding-3-small`)"
+            )
+        return value
 
 
 class TaskSpec(SpecModel):
@@ -471,7 +522,7 @@ class Spec(SpecModel):
         default_factory=dict, description="Tools beyond the built-ins."
     )
     memory: MemorySpec | None = Field(
-        None, description="Shared memory; an in-run store when unset."
+        None, description="Shared memory, kept across runs; under the state dir when unset."
     )
     tasks: dict[Identifier, TaskSpec] = Field(
         ..., min_length=1, description="The work, with its dependencies."
@@ -506,4 +557,5 @@ BUILTIN_TOOLS = (
     "memory_store",
     "memory_get",
     "memory_search",
+    "memory_note",
 )

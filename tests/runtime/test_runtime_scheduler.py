@@ -243,7 +243,6 @@ def test_the_run_emits_its_step_events_on_the_bus(tmp_path: Path) -> None:
     result = run_plan(six_step_plan(), executor, options)
     assert result.status == "failed"
     names = [name for name, _ in seen]
-    assert names[0] == "codexflow.run.started" and names[-1] == "codexflow.run.finished"
     assert ("codexflow.step.failed", "join") in seen
     assert ("codexflow.step.skipped", "final") in seen
     assert names.count("codexflow.step.started") == 7  # every unit that ran (not the skipped)
