@@ -52,6 +52,7 @@ class ApplyOptions:
     allow_unsafe: bool = False  # shell tools without the sandbox
     verbose: bool = False
     stop_event: threading.Event | None = None  # set it (any thread) to stop the run cleanly
+    run_id: str | None = None  # the run's id, when the caller needs it before the run ends
 
 
 def apply(
@@ -99,6 +100,7 @@ def apply(
         engine=options.engine,
         verbose=options.verbose,
         stop_event=options.stop_event,
+        run_id=options.run_id,
     )
     result = run_plan(plan, executor, run_options, observer)
     if executor.audit is not None:  # every tool call of the run, refusals included
