@@ -128,12 +128,20 @@ def api(
     model: Model = None,
     max_runs: MaxRuns = 4,
     allow_budget_raise: BudgetRaise = False,
+    print_openapi: Annotated[
+        bool, typer.Option("--print-openapi", help="Print the OpenAPI document and exit.")
+    ] = False,
 ) -> None:
     """Serve codexflow as an HTTP API (OpenAPI at /openapi.json, docs at /docs).
 
     Runs are resources: POST /runs, GET /runs/{id}, POST /runs/{id}/cancel,
     POST /runs/{id}/approvals/{gate}, and GET /runs/{id}/events (server-sent events).
     """
+    if print_openapi:
+        from codexflow.gateway.http_api import openapi_document
+
+        sys.stdout.write(openapi_document())
+        return
     import uvicorn
 
     from codexflow.gateway.http_api import create_app, is_loopback
