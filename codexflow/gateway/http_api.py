@@ -15,11 +15,12 @@ from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 from fastapi import Body, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from codexflow.errors import SpecError
+from codexflow.errors import Issue, SpecError
 from codexflow.gateway.runs import GatewayError
 from codexflow.gateway.service import Gateway, issue_view
 
@@ -282,6 +283,15 @@ def build_api(gateway: Gateway) -> FastAPI:
     async def spec_error(_: Request, exc: SpecError) -> JSONResponse:
         issues = [issue_view(issue) for issue in exc.issues]
         return JSONResponse({"error": "invalid spec or inputs", "issues": issues}, status_code=422)
+
+    @api.exception_handler(RequestValidationError)
+    async def request_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        issues = []
+        for error in exc.errors():
+            loc = ".".join(str(part) for part in error.get("loc", ()))
+            issue = Issue("<request>", 0, 0, loc, str(error.get("msg", "invalid")))
+            issues.append(issue_view(issue))
+        return JSONResponse({"error": "invalid request", "issues": issues}, status_code=422)
 
     @api.get("/health", tags=["server"])
     def health() -> dict[str, Any]:
