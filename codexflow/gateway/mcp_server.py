@@ -108,8 +108,10 @@ def build_server(gateway: Gateway) -> MCPServer:
     ) -> dict[str, Any]:
         """A run's state, steps done/total, what it spent, pending approvals, outputs so far."""
         view = _call(lambda: gateway.status(run_id, outputs=False))
-        if wait_seconds > 0 and not view["final"] and not view["pending_approvals"]:
-            await _wait(gateway, run_id, view["last_event"], wait_seconds, ctx)
+        if wait_seconds > 0:
+            await _report(ctx, view, view["state"])  # where it stands, then as it moves
+            if not view["final"] and not view["pending_approvals"]:
+                await _wait(gateway, run_id, view["last_event"], wait_seconds, ctx)
         return _call(lambda: gateway.status(run_id, outputs=outputs))
 
     @server.tool()
@@ -182,12 +184,17 @@ async def _wait(gateway: Gateway, run_id: str, since: int, seconds: float, ctx: 
             cursor = events[-1]["seq"]
             view = gateway.status(run_id, outputs=False)
             last = events[-1]
-            message = f"{last['event'].removeprefix('codexflow.')}"
+            message = last["event"].removeprefix("codexflow.")
             if last["step_id"]:
                 message += f" {last['step_id']}"
-            await ctx.report_progress(view["steps_done"], view["steps_total"] or None, message)
+            await _report(ctx, view, message)
             if view["final"] or view["pending_approvals"]:
                 return
+
+
+async def _report(ctx: Context, view: dict[str, Any], message: str) -> None:
+    """A progress notification (a no-op unless the client sent a progress token)."""
+    await ctx.report_progress(view["steps_done"], view["steps_total"] or None, message)
 
 
 def _version() -> str:
