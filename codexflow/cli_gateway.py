@@ -132,7 +132,7 @@ def api(
         bool, typer.Option("--print-openapi", help="Print the OpenAPI document and exit.")
     ] = False,
 ) -> None:
-    """Serve codexflow as an HTTP API (OpenAPI at /openapi.json, docs at /docs).
+    """Serve codexflow as an HTTP API (its OpenAPI document at /openapi.json).
 
     Runs are resources: POST /runs, GET /runs/{id}, POST /runs/{id}/cancel,
     POST /runs/{id}/approvals/{gate}, and GET /runs/{id}/events (server-sent events).

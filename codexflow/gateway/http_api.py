@@ -272,6 +272,9 @@ def build_api(gateway: Gateway) -> FastAPI:
         title="codexflow",
         version=_version(),
         description="Validate, plan and apply codexflow specs; follow, approve and cancel runs.",
+        # Swagger UI and ReDoc load their scripts from a CDN: nothing here reaches the network.
+        docs_url=None,
+        redoc_url=None,
     )
     streams = anyio.Semaphore(MAX_STREAMS)
 

@@ -212,13 +212,15 @@ def serve(gateway: Gateway, http_port: int | None = None) -> None:
     server = build_server(gateway)
     if http_port is None:
         server.run("stdio")
-    else:
-        server.run(
-            "streamable-http",
-            host="127.0.0.1",
-            port=http_port,
-            max_request_body_size=MAX_BODY_BYTES,
-        )
+        return
+    import uvicorn
+
+    app = server.streamable_http_app(max_request_body_size=MAX_BODY_BYTES, host="127.0.0.1")
+    # Uvicorn's start-up line ("Uvicorn running on ...") says when clients may connect.
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=http_port, log_level="info", access_log=False
+    )
+    uvicorn.Server(config).run()
 
 
 __all__ = ["GatewayError", "build_server", "serve"]

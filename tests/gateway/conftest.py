@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import os
 import shutil
 import socket
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +20,13 @@ from codexflow.gateway import Gateway, RunManager
 from codexflow.gateway.http_api import create_app
 
 SPECS = Path(__file__).resolve().parent / "specs"
+
+# The Prefect-engine test: an isolated Prefect home, set before anything imports prefect.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="codexflow-gateway-prefect-")
+atexit.register(shutil.rmtree, _PREFECT_HOME, ignore_errors=True)
+os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
 @pytest.fixture

@@ -169,3 +169,51 @@ def test_the_server_starts_with_its_options(tmp_path: Path, option: str) -> None
             assert (await call(client, "runs"))["runs"] == []
 
     asyncio.run(session())
+
+
+def test_streamable_http_on_loopback(tmp_path: Path) -> None:
+    """`codexflow mcp --http PORT`: the same tools at http://127.0.0.1:PORT/mcp."""
+    import socket
+    import subprocess
+    import threading
+
+    with socket.socket() as probe:  # a free port (released for the server to take)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    params = server_params(tmp_path, "--http", str(port))
+    process = subprocess.Popen(
+        [params.command, *params.args],
+        env={**os.environ, **(params.env or {})},
+        cwd=str(tmp_path),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    drain: threading.Thread | None = None
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:  # until uvicorn says it listens (or the process ends)
+            if "Uvicorn running on" in line:
+                break
+        assert process.poll() is None, "the server exited"
+        # Keep reading what it logs, so a full pipe never blocks it.
+        rest: list[str] = []
+        drain = threading.Thread(target=lambda: rest.extend(process.stderr or []), daemon=True)
+        drain.start()
+
+        async def session() -> None:
+            async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+                tools = {tool.name for tool in (await client.list_tools()).tools}
+                assert tools == TOOLS
+                started = await call(client, "apply", spec="hello")
+                done = await poll_to_end(client, started["run_id"])
+                assert done["state"] == "succeeded"
+
+        asyncio.run(session())
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+        if drain is not None:
+            drain.join(timeout=30)  # the pipe ends with the process
+        if process.stderr is not None:
+            process.stderr.close()

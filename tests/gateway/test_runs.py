@@ -141,3 +141,20 @@ def test_a_budget_pause_is_a_question_only_where_allowed(
             assert "polish" not in done["outputs"]
     finally:
         manager.shutdown(timeout=60)
+
+
+@pytest.mark.slow
+def test_the_prefect_engine_behind_the_gateway(spec_dir: Path, tmp_path: Path) -> None:
+    """The same run with Prefect: a flow run is recorded, and the gate is still answered here."""
+    manager = RunManager(tmp_path / "state", engine="prefect")
+    gateway = Gateway(spec_dir, manager)
+    try:
+        run_id = gateway.apply("gated")["run_id"]
+        wait_event(gateway, run_id, "codexflow.gate.asked")
+        gateway.approve(run_id, "publish")
+        done = finish(gateway, run_id)
+        assert done["state"] == "succeeded", done["reason"]
+        assert done["outputs"]["publish"] == "published"
+        assert done["prefect_flow_run_id"]
+    finally:
+        manager.shutdown(timeout=60)
