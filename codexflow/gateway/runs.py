@@ -134,7 +134,12 @@ class Run:
         }
 
     def view(self, outputs: bool = True) -> dict[str, Any]:
-        """The JSON a client sees for `run_status` and `GET /runs/{id}`."""
+        """The JSON a client sees for `run_status` and `GET /runs/{id}` (a consistent snapshot:
+        the run's thread adds units meanwhile)."""
+        with self.changed:
+            return self._view(outputs)
+
+    def _view(self, outputs: bool) -> dict[str, Any]:
         data: dict[str, Any] = {
             "run_id": self.id,
             "spec": self.spec,

@@ -98,7 +98,7 @@ def test_approve_a_gate_and_cancel_another_run(
         pending = client.get(f"/runs/{first}").json()["pending_approvals"]
         assert [(p["gate"], p["kind"]) for p in pending] == [("publish", "gate")]
         assert client.post(f"/runs/{first}/approvals/nope", json={}).status_code == 404
-        answer = client.post(f"/runs/{first}/approvals/publish", json={"approved": True})
+        answer = client.post(f"/runs/{first}/approvals/publish")  # no body: yes
         assert answer.status_code == 200 and answer.json()["answered"]["gate"] == "publish"
         read_events(client, first)
         done = client.get(f"/runs/{first}").json()

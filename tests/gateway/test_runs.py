@@ -158,3 +158,54 @@ def test_the_prefect_engine_behind_the_gateway(spec_dir: Path, tmp_path: Path) -
         assert done["prefect_flow_run_id"]
     finally:
         manager.shutdown(timeout=60)
+
+
+STAMPING = """\
+apiVersion: codexflow/v1
+name: stamping
+defaults: {model: scripted/stamping}
+agents:
+  clerk: {role: coder, goal: Stamp files., tools: [stamp]}
+tools:
+  stamp:
+    kind: shell
+    command: [touch, "{{ name }}"]
+    description: Create an empty file.
+    args:
+      name: {type: string, pattern: "[a-z]+"}
+    approval: true
+tasks:
+  work: {agent: clerk, prompt: Stamp the file `approved`.}
+"""
+
+STAMPING_SCRIPT = """\
+replies:
+  - step: work
+    tool_calls: [{name: stamp, arguments: {name: approved}}]
+  - step: work
+    content: stamped
+"""
+
+
+@pytest.mark.parametrize("approved", [True, False])
+def test_an_approval_marked_tool_asks_the_client(
+    spec_dir: Path, tmp_path: Path, approved: bool
+) -> None:
+    (spec_dir / "stamping.yaml").write_text(STAMPING)
+    (spec_dir / "scripted" / "stamping.yaml").write_text(STAMPING_SCRIPT)
+    root = tmp_path / "workspaces"
+    (root / "one").mkdir(parents=True)
+    manager = RunManager(tmp_path / "state", engine="local")
+    gateway = Gateway(spec_dir, manager, workspace_root=root)
+    try:
+        run_id = gateway.apply("stamping", workspace="one")["run_id"]
+        asked = wait_event(gateway, run_id, "codexflow.gate.asked")
+        assert (asked["payload"]["gate"], asked["payload"]["kind"]) == ("tool:stamp", "tool")
+        assert "approved" in asked["payload"]["question"]  # the client sees the arguments
+        gateway.approve(run_id, "tool:stamp", approved=approved)
+        done = finish(gateway, run_id)
+        assert done["state"] == "succeeded", done["reason"]
+        assert (root / "one" / "approved").exists() is approved
+        assert not (root / "approved").exists()
+    finally:
+        manager.shutdown(timeout=60)
