@@ -21,9 +21,44 @@ from codexflow.gateway.runs import GatewayError, RunManager
 from codexflow.spec import Spec, load_spec, load_spec_text
 from codexflow.spec.yaml_source import MAX_BYTES
 
+MAX_INPUT_DEPTH = 32  # nesting of one input's JSON value (deeper: refused, not a RecursionError)
 SPEC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 RUN_ID = re.compile(r"^\d{8}-\d{6}\.\d{3}-[0-9a-f]{6}$")
 MAX_LISTED_RUNS = 100
+
+
+def check_inputs(spec: Spec, inputs: dict[str, Any] | None) -> dict[str, Any]:
+    """JSON input values: of their declared type (a string is parsed to it, as `--set` values
+    are) and of bounded depth. Unknown names are left to the compiler (did-you-mean)."""
+    from codexflow.spec.models import is_json_type
+
+    problems = []
+    for name, value in (inputs or {}).items():
+        if _depth(value) > MAX_INPUT_DEPTH:
+            problems.append(
+                Issue("inputs", 0, 0, name, f"nested deeper than {MAX_INPUT_DEPTH} levels")
+            )
+            continue
+        declared = spec.inputs.get(name)
+        if declared is not None and not isinstance(value, str):
+            if not is_json_type(value, declared.type):
+                kind = type(value).__name__
+                problems.append(
+                    Issue("inputs", 0, 0, name, f"expected {declared.type}, got {kind}")
+                )
+    if problems:
+        raise SpecError(problems)
+    return dict(inputs or {})
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if level > MAX_INPUT_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
 
 
 def issue_view(issue: Issue) -> dict[str, Any]:
@@ -120,7 +155,7 @@ class Gateway:
         loaded, _ = self._load(text, spec)
         if self.model:
             loaded = with_model(loaded, self.model)
-        plan = compile(loaded, inputs or {})
+        plan = compile(loaded, check_inputs(loaded, inputs))
         cached = None
         if spec is not None:
             state = self.manager.state_dir_for(self.spec_path(spec).stem)
@@ -149,12 +184,13 @@ class Gateway:
         loaded = load_spec(path)
         if self.model:
             loaded = with_model(loaded, self.model)
-        plan = compile(loaded, inputs or {})
+        inputs = check_inputs(loaded, inputs)
+        plan = compile(loaded, inputs)
         override = self._workspace(workspace)
         resolve_workspace(loaded, path, override)  # a missing workspace is refused now
         script = self.spec_dir / "scripted" / f"{path.stem}.yaml"
         options = ApplyOptions(
-            inputs=dict(inputs or {}),
+            inputs=inputs,
             model=self.model,
             script=script if script.is_file() else None,
             workspace=override,

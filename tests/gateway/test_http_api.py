@@ -55,6 +55,12 @@ def test_validate_and_plan(http_api: Callable[..., str]) -> None:
         bad_input = client.post("/runs", json={"spec": "hello", "inputs": {"topik": "x"}})
         assert bad_input.status_code == 422
         assert "did you mean" in json.dumps(bad_input.json()["issues"])
+        deep: Any = "x"
+        for _ in range(200):
+            deep = [deep]
+        for value, problem in ((3, "expected string, got int"), (deep, "nested deeper")):
+            typed = client.post("/plan", json={"spec": "hello", "inputs": {"topic": value}})
+            assert typed.status_code == 422 and problem in typed.json()["issues"][0]["message"]
         specs = client.get("/specs").json()["specs"]
         assert {s["name"]: s["valid"] for s in specs} == {
             "broken": False,
