@@ -40,12 +40,13 @@ def check_inputs(spec: Spec, inputs: dict[str, Any] | None) -> dict[str, Any]:
             )
             continue
         declared = spec.inputs.get(name)
-        if declared is not None and not isinstance(value, str):
-            if not is_json_type(value, declared.type):
-                kind = type(value).__name__
-                problems.append(
-                    Issue("inputs", 0, 0, name, f"expected {declared.type}, got {kind}")
-                )
+        if (
+            declared is not None
+            and not isinstance(value, str)
+            and not is_json_type(value, declared.type)
+        ):
+            kind = type(value).__name__
+            problems.append(Issue("inputs", 0, 0, name, f"expected {declared.type}, got {kind}"))
     if problems:
         raise SpecError(problems)
     return dict(inputs or {})
