@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install lint test demo schema bench
+.PHONY: install lint test demo schema openapi bench
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,9 @@ test: install
 
 schema: install
 	$(BIN)/python -m codexflow.spec.schema
+
+openapi: install
+	$(BIN)/codexflow api --print-openapi > docs/openapi.json
 
 # The main job, offline: check every spec, show the refactor plan, then run it on a fresh copy
 # of examples/calculator with scripted model replies (real tools, real sandbox, a real commit).
