@@ -3,7 +3,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install lint test demo schema bench mutations test-under-load
+.PHONY: install lint test demo schema openapi bench mutations test-under-load
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,9 @@ test-under-load: install
 schema: install
 	$(BIN)/python -m codexflow.spec.schema
 	$(BIN)/python -m codexflow.compiler.plan_schema
+
+openapi: install
+	$(BIN)/codexflow api --print-openapi > docs/openapi.json
 
 # The main job, offline: check every spec, show the refactor plan, then run it on a fresh copy
 # of examples/calculator with scripted model replies (real tools, real sandbox, a real commit).

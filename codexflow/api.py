@@ -59,6 +59,7 @@ class ApplyOptions:
     on_wait: Callable[[str], None] | None = None
     # Warnings of the spec (models litellm does not know, ...): shown, never fatal.
     on_warnings: Callable[[list[Issue]], None] | None = None
+    run_id: str | None = None  # the run's id, when the caller needs it before the run ends
 
 
 @dataclass
@@ -143,7 +144,7 @@ def prepare_apply(
     from codexflow.memory.session import RunMemory
     from codexflow.runtime.record import new_run_id
 
-    run_memory = RunMemory(spec, options.state_dir, where, new_run_id())
+    run_memory = RunMemory(spec, options.state_dir, where, options.run_id or new_run_id())
     executor = build_executor(spec, plan, provider, workspace, options, run_memory.memory)
 
     def ask_gate(step: Step) -> bool:

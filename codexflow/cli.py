@@ -502,6 +502,11 @@ def doctor(
     raise typer.Exit(EXIT_OK if report["bwrap"]["working"] else EXIT_RUN_FAILED)
 
 
+from codexflow.cli_gateway import register as _register_gateway  # noqa: E402
+
+_register_gateway(app)  # `codexflow mcp` and `codexflow api`
+
+
 def _spec_name(path: Path) -> str:
     import re
 
