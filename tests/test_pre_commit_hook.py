@@ -27,11 +27,11 @@ def run_hook(files: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_hook_selects_the_specs_and_nothing_else() -> None:
-    pattern = re.compile(hook()["files"])
+    pattern, exclude = re.compile(hook()["files"]), re.compile(hook()["exclude"])
     tracked = subprocess.run(
         ["git", "ls-files", "*.yaml", "*.yml"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
-    selected = sorted(path for path in tracked if pattern.search(path))
+    selected = sorted(p for p in tracked if pattern.search(p) and not exclude.search(p))
     assert selected == sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").glob("*.yaml"))
     assert pattern.search("team/swarm.yaml") and not pattern.search("specs/scripted/x.yaml")
     assert hook()["language"] == "python" and hook()["types"] == ["yaml"]

@@ -75,7 +75,7 @@ class ErrorBody(BaseModel):
 
 class Spent(BaseModel):
     tokens: int
-    usd: float
+    usd: float | None = Field(description="US dollars spent; null when a model has no known price")
 
 
 class Approval(BaseModel):

@@ -117,9 +117,11 @@ class Run:
 
     def spent(self) -> dict[str, Any]:
         paid = [u for u in self.units.values() if not u["cached"]]
+        costs = [u.get("cost_usd") for u in paid]
         return {
             "tokens": sum(u["prompt_tokens"] + u["completion_tokens"] for u in paid),
-            "usd": round(sum(u["cost_usd"] for u in paid), 6),
+            # None when some unit's model has no known price: unknown, never a made-up $0.
+            "usd": None if None in costs else round(sum(c for c in costs if c is not None), 6),
         }
 
     def view(self, outputs: bool = True) -> dict[str, Any]:

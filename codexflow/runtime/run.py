@@ -73,14 +73,11 @@ async def drive(
     """Schedule the plan's units on this event loop until they are done or the run stops;
     `prepare(scheduler)` hooks the scheduler up first (the Prefect flow's pauses and cancel)."""
     started = time.perf_counter()
-    if options.events is not None:
-        from codexflow.events import Event
+    if options.events is not None:  # run.started/finished are the caller's (api: the session)
         from codexflow.runtime.emit import EmittingObserver
 
-        observer = EmittingObserver(observer, options.events, record.run_id)
-        options.events.emit(
-            Event("codexflow.run.started", record.run_id, payload={"plan": plan.name})
-        )
+        agents = {step.id: step.agent for step in plan.steps if step.agent}
+        observer = EmittingObserver(observer, options.events, record.run_id, agents)
     scheduler = Scheduler(plan, runner, options, observer, record)
     if isinstance(runner, LocalRunner):
         runner.stopping = lambda: bool(scheduler.stop_reason)

@@ -137,7 +137,7 @@ def test_a_budget_pause_is_a_question_only_where_allowed(
             assert finish(gateway, run_id)["state"] == "succeeded"
         else:
             done = finish(gateway, run_id)
-            assert done["state"] == "interrupted" and "budget" in done["reason"]
+            assert done["state"] == "budget_reached" and "budget" in done["reason"]
             assert "polish" not in done["outputs"]
     finally:
         manager.shutdown(timeout=60)

@@ -31,7 +31,14 @@ def write_spec(spec_dir: Path, api_base: str) -> None:
         "apiVersion": "codexflow/v1",
         "name": "fanout",
         "inputs": {"batch": {"type": "string", "default": "a"}},
-        "defaults": {"model": "openai/test-model", "retries": 0, "retry_delay": 0},
+        # A declared answer bound keeps calls parallel under a token budget (each reserves its
+        # prompt and at most this much answer; without it a call reserves all that is left).
+        "defaults": {
+            "model": "openai/test-model",
+            "retries": 0,
+            "retry_delay": 0,
+            "max_tokens": 20,
+        },
         "providers": {
             "openai": {"api_base": api_base, "api_key_env": KEY_ENV, "max_concurrency": LIMIT}
         },
@@ -116,6 +123,7 @@ def test_a_run_stops_at_its_budget(
     spec = gateway.spec_dir / "fanout.yaml"
     data = json.loads(spec.read_text())
     data["budget"] = {"max_tokens": 400}
+    del data["defaults"]["max_tokens"]  # each call reserves all that is left: one at a time
     data["providers"]["openai"]["max_concurrency"] = 1
     spec.write_text(json.dumps(data))
     openai_server.default = Reply(content="done", prompt_tokens=150, completion_tokens=10)
@@ -123,7 +131,7 @@ def test_a_run_stops_at_its_budget(
         run_id = http.post("/runs", json={"spec": "fanout"}).json()["run_id"]
         events = read_events(http, run_id)
         run = http.get(f"/runs/{run_id}").json()
-    assert run["state"] == "interrupted"
+    assert run["state"] == "budget_reached"
     assert "budget" in run["reason"]
     # Two calls (320 tokens); the third's prompt estimate would pass 400: it never starts.
     assert run["spent"]["tokens"] == 2 * CALL

@@ -61,7 +61,7 @@ def _script(project: Path, sentinels: Path, host: Path) -> dict:
         ("write_file", {"path": f"{home}/logging.yml", "content": _logging_yml(sentinels / "home-logging")}),
         ("write_file", {"path": f"{home}/profiles.toml", "content": 'active = "evil"\n[profiles.evil]\nPREFECT_LOGGING_CONFIG_PATH = "' + str(evil) + '"\n'}),
         ("write_file", {"path": ".codexflow/runs/x/summary.json", "content": "{}"}),
-        ("write_file", {"path": "./.codexflow/cache/ab/x.json", "content": "{}"}),
+        ("write_file", {"path": "./.codexflow/results/x", "content": "{}"}),
         ("write_file", {"path": f"{project}/.codexflow/prefect/x", "content": "x"}),
         ("read_file", {"path": ".codexflow/swarm.schema.json"}),
         ("list_files", {"path": ".codexflow"}),
@@ -140,7 +140,7 @@ def test_nothing_an_agent_plants_runs_or_redirects_the_next_apply(tmp_path: Path
     assert not (state / "prefect" / "logging.yml").exists()
     assert not (state / "prefect" / "profiles.toml").exists()
     assert not (state / "runs" / "x").exists() and not (state / "x").exists()
-    for link in (state / "cache", state / "runs"):
+    for link in (state / "results", state / "runs"):
         assert link.is_dir() and not link.is_symlink()
     assert not (project / ".moved").exists()
 
@@ -244,19 +244,22 @@ def test_records_and_cache_refuse_planted_links(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         RunRecord(state, "20261201-000000.000-abcdef")
     (state / "runs").unlink()
-    (state / "cache").mkdir()
-    (state / "cache" / "ab").symlink_to(host)
+    (state / "results").symlink_to(host)
     store = ResultStore(state)
     key = "ab" + "0" * 62
     with pytest.raises(OSError):
         store.put(key, "u", StepResult(output="x", model="m"))
-    (host / f"{key}.json").write_text(json.dumps({"key": key, "output": "forged"}))
+    forged = {
+        "metadata": {"serializer": {"type": "json"}},
+        "result": json.dumps({"output": "forged"}),
+    }
+    (host / key).write_text(json.dumps(forged))
     assert store.get(key) is None  # a planted entry behind a link is never read
     with pytest.raises(OSError):
-        write_json_atomic(state / "cache" / "ab" / "x.json", {}, root=state)
-    assert sorted(p.name for p in host.iterdir()) == sorted(["keep.json", f"{key}.json"])
+        write_json_atomic(state / "results" / "x.json", {}, root=state)
+    assert sorted(p.name for p in host.iterdir()) == sorted(["keep.json", key])
     assert (host / "keep.json").read_text() == CANARY
     # Text that is not valid Unicode is kept as JSON escapes, not a crash.
-    (state / "cache" / "ab").unlink()
+    (state / "results").unlink()
     write_json_atomic(state / "out.json", {"text": "lone \udc80"}, root=state)
     assert json.loads((state / "out.json").read_text()) == {"text": "lone \udc80"}
