@@ -328,105 +328,10 @@ def _ask_budget(exc: BudgetExceeded) -> float | None:
     return answer if answer > exc.limit else None
 
 
-runs_app = typer.Typer(
-    help="Run history: the records `apply` keeps under --state-dir.", no_args_is_help=False
-)
-app.add_typer(runs_app, name="runs")
+# deploy, runs / runs show, server: the operations commands live in their own module.
+from codexflow.cli_ops import register as _register_ops  # noqa: E402
 
-StateDir = Annotated[Path, typer.Option("--state-dir", help="Where `apply` keeps its records.")]
-
-
-@runs_app.callback(invoke_without_command=True)
-def runs(ctx: typer.Context, state_dir: StateDir = Path(".codexflow")) -> None:
-    """List past runs, newest first: status, steps run and reused, tokens, cost, Prefect flow run."""
-    if ctx.invoked_subcommand is not None:
-        return
-    summaries = _summaries(state_dir)
-    if not summaries:
-        _out().print(f"no runs under {state_dir / 'runs'}")
-        raise typer.Exit(EXIT_OK)
-    console = _out()
-    # One plain line per run: readable at any width, and easy to grep.
-    for summary in summaries:
-        totals = summary.get("totals", {})
-        prefect = summary.get("prefect_flow_run_id")
-        console.print(
-            f"{summary['run_id']}  {summary.get('plan', '')}  {summary.get('status', '')}  "
-            f"{summary.get('duration', 0):.1f}s  ran {totals.get('executed', 0)}  "
-            f"cached {totals.get('cached', 0)}  spent {totals.get('spent_tokens', 0)} tokens "
-            f"${totals.get('spent_usd', 0):.4f}" + (f"  prefect {prefect}" if prefect else ""),
-            highlight=False,
-        )
-
-
-@runs_app.command("show")
-def runs_show(
-    run_id: Annotated[str, typer.Argument(help="A run id (a unique prefix is enough).")],
-    state_dir: StateDir = Path(".codexflow"),
-) -> None:
-    """Print a run's report (the same Markdown as the Prefect artifact)."""
-    matches = [s for s in _summaries(state_dir) if s["run_id"].startswith(run_id)]
-    if len(matches) != 1:
-        found = "no run" if not matches else f"{len(matches)} runs"
-        _err().print(f"[red]{found} matching `{run_id}` under {state_dir / 'runs'}[/red]")
-        raise typer.Exit(EXIT_INVALID)
-    report = state_dir / "runs" / str(matches[0]["run_id"]) / "report.md"
-    sys.stdout.write(report.read_text(encoding="utf-8"))
-
-
-def _summaries(state_dir: Path) -> list[dict[str, Any]]:
-    found = []
-    for path in sorted((state_dir / "runs").glob("*/summary.json"), reverse=True):
-        try:
-            found.append(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError):
-            continue  # a run killed while writing its summary: its steps are still on disk
-    return found
-
-
-@app.command()
-def server(
-    host: Annotated[
-        str, typer.Option(help="Address to listen on (keep 127.0.0.1 unless you mean it).")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port of the API and UI.")] = 4200,
-    state_dir: Annotated[
-        Path, typer.Option("--state-dir", help="Prefect's database lives under it.")
-    ] = Path(".codexflow"),
-) -> None:
-    """Start a Prefect server with its UI, for run history between runs and faster starts.
-
-    In another shell: `export PREFECT_API_URL=http://127.0.0.1:4200/api`, then `codexflow apply ...`
-    shows each run's link in the UI. Stop the server with Ctrl-C.
-    """
-    import subprocess
-
-    from codexflow.runtime.prefect_env import prefect_environment
-
-    env = {**os.environ, **prefect_environment(state_dir)}
-    Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
-    env.pop("PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED", None)  # a shared server keeps events
-    url = f"http://{host}:{port}"
-    _err().print(
-        f"Prefect UI: {url}   (history in {env['PREFECT_HOME']})\n"
-        f"use it from codexflow: export PREFECT_API_URL={url}/api"
-    )
-    command = [
-        sys.executable,
-        "-m",
-        "prefect",
-        "server",
-        "start",
-        "--host",
-        host,
-        "--port",
-        str(port),
-    ]
-    try:
-        code = subprocess.call(command, env=env)
-    except KeyboardInterrupt:
-        code = 0
-    raise typer.Exit(code)
+_register_ops(app)
 
 
 @app.command()
