@@ -250,8 +250,8 @@ def _from_api(read: Any) -> Any:
             raise
         url = os.environ.get("PREFECT_API_URL")
         _err().print(
-            f"[red]error:[/red] Prefect at {url} did not answer ({type(exc).__name__}: "
-            f"{_escape(str(exc))}); start it (`codexflow server`) or pass --local"
+            f"[red]error:[/red] Prefect at {url}: {type(exc).__name__}: {_escape(str(exc))} "
+            "(is it running? `codexflow server` starts one; --local reads the run records)"
         )
         raise typer.Exit(EXIT_RUN_FAILED) from None
 

@@ -23,6 +23,7 @@ FLOW_NAME = "apply-spec"
 ARTIFACT_PREFIX = "codexflow-"
 SPEC_TAG = "spec:"
 MAX_SCAN = 1000  # flow runs read from the API at most for one listing (filters are client-side)
+PAGE = 200  # the most the API returns per request
 
 # Prefect state types as codexflow's run statuses (`--status` takes either word).
 STATUS_OF_STATE = {
@@ -74,7 +75,8 @@ def local_run(state_dir: Path, run_id: str) -> dict[str, Any]:
     run = _local_row(summary)
     run["steps"] = []
     for step in summary.get("steps", []):
-        row = {**step, "tokens": step.get("prompt_tokens", 0) + step.get("completion_tokens", 0)}
+        tokens = step.get("prompt_tokens", 0) + step.get("completion_tokens", 0)
+        row = {**step, "tokens": tokens, "output": None}
         record = matches[0] / "steps" / _file_name(step["id"])
         if record.is_file():
             row["output"] = json.loads(record.read_text(encoding="utf-8")).get("output")
@@ -152,33 +154,25 @@ def prefect_runs(
 
     with get_client(sync_client=True) as client:
         by_id: dict[str, Any] = {}
-        offset = 0
-        while offset < MAX_SCAN:  # runs of the one flow
-            page = client.read_flow_runs(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
-                sort=FlowRunSort.EXPECTED_START_TIME_DESC,
-                limit=200,
-                offset=offset,
-            )
-            by_id.update((str(run.id), run) for run in page)
-            if len(page) < 200:
-                break
-            offset += 200
+        for run in _paged(  # runs of the one flow
+            client.read_flow_runs,
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+        ):
+            by_id[str(run.id)] = run
         # Runs that published a report under another flow's name (codexflow's earlier mirror).
-        artifacts = client.read_artifacts(
+        artifacts = _paged(
+            client.read_artifacts,
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_=f"{ARTIFACT_PREFIX}%")),
             sort=ArtifactSort.CREATED_DESC,
-            limit=MAX_SCAN,
         )
         others = {str(a.flow_run_id) for a in artifacts if a.flow_run_id} - set(by_id)
         if others:
-            for run in client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(i) for i in sorted(others)])),
-                limit=len(others),
-            ):
+            ids = FlowRunFilterId(any_=[UUID(i) for i in sorted(others)])
+            for run in _paged(client.read_flow_runs, flow_run_filter=FlowRunFilter(id=ids)):
                 by_id[str(run.id)] = run
         reports = _reports(client, list(by_id))
-        flows = {str(f.id): f.name for f in client.read_flows(limit=200)}
+        flows = {str(f.id): f.name for f in _paged(client.read_flows)}
     rows = [_prefect_row(run, reports.get(key), flows) for key, run in by_id.items()]
     rows.sort(key=lambda row: row["start"] or row["expected_start"] or "", reverse=True)
     return [row for row in rows if _matches(row, spec, status)][:limit]
@@ -196,8 +190,9 @@ def prefect_run(run: str) -> dict[str, Any]:
     row = candidates[0]
     with get_client(sync_client=True) as client:
         flow_run = client.read_flow_run(UUID(row["flow_run_id"]))
-        task_runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])), limit=MAX_SCAN
+        task_runs = _paged(
+            client.read_task_runs,
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])),
         )
         report = _reports(client, [row["flow_run_id"]]).get(row["flow_run_id"])
     ids = {str(t.id): t.name for t in task_runs}
@@ -232,6 +227,17 @@ def prefect_run(run: str) -> dict[str, Any]:
     row["report"] = (report or {}).get("markdown", "")
     row["message"] = flow_run.state.message if flow_run.state else ""
     return row
+
+
+def _paged(read: Any, **filters: Any) -> list[Any]:
+    """Every item a `read_*` call of Prefect's client returns, page by page, up to MAX_SCAN."""
+    found: list[Any] = []
+    while len(found) < MAX_SCAN:
+        page = read(limit=PAGE, offset=len(found), **filters)
+        found.extend(page)
+        if len(page) < PAGE:
+            break
+    return found
 
 
 def _names(row: dict[str, Any], wanted: str) -> bool:
@@ -299,12 +305,12 @@ def _reports(client: Any, flow_run_ids: list[str]) -> dict[str, dict[str, Any]]:
 
     if not flow_run_ids:
         return {}
-    artifacts = client.read_artifacts(
+    artifacts = _paged(
+        client.read_artifacts,
         artifact_filter=ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(i) for i in flow_run_ids]),
             key=ArtifactFilterKey(like_=f"{ARTIFACT_PREFIX}%"),
         ),
-        limit=MAX_SCAN,
     )
     found: dict[str, dict[str, Any]] = {}
     for artifact in artifacts:
