@@ -60,7 +60,7 @@ class PrefectServer:
             headers={"Content-Type": "application/json"},
             method=method,
         )
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=90) as response:
             raw = response.read()
         return json.loads(raw) if raw else None
 
@@ -79,7 +79,9 @@ class PrefectServer:
         env.update(extra)
         return env
 
-    def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 90.0) -> Any:
+    def wait_for(
+        self, what: str, check: Callable[[], Any], timeout: float = 90.0, every: float = 0.25
+    ) -> Any:
         """Poll the API until `check()` is truthy (bounded); returns its value."""
         deadline = time.monotonic() + timeout
         while True:
@@ -87,7 +89,7 @@ class PrefectServer:
             if value:
                 return value
             assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            time.sleep(0.25)
+            time.sleep(every)
 
     def flow_run(self, flow_run_id: str) -> dict[str, Any]:
         return dict(self.get(f"/flow_runs/{flow_run_id}"))
@@ -119,6 +121,12 @@ def start_prefect_server(home: Path, port: int, log: Path) -> subprocess.Popen[b
     env = {**os.environ, **quiet_prefect_env(home)}
     env.pop("PREFECT_API_URL", None)
     env["PREFECT_UI_API_URL"] = f"http://127.0.0.1:{port}/api"
+    # SQLite under several workers and runs on 2 loaded cores locks up ("database is locked",
+    # calls of 30 s+): keep the server to what the tests read. No scheduler (the tests read a
+    # deployment's schedule, not the runs it would create), no late-run or foreman loops.
+    env["PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED"] = "false"
+    env["PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED"] = "false"
+    env["PREFECT_SERVER_SERVICES_FOREMAN_ENABLED"] = "false"
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
@@ -186,7 +194,8 @@ def start_worker(
 ) -> subprocess.Popen[bytes]:
     """`prefect worker start --pool POOL` with this worktree's code, logging to `log`."""
     env = server.env(home, **{KEY_ENV: "sk-ops-test"}, PREFECT_WORKER_QUERY_SECONDS="1")
-    env["PREFECT_LOGGING_LEVEL"] = "INFO"
+    env["PREFECT_LOGGING_LEVEL"] = "INFO"  # the worker says which runs it took
+    env["PREFECT_LOGGING_TO_API_ENABLED"] = "false"  # ... to its log file, not to the server
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type",
