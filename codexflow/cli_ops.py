@@ -111,7 +111,9 @@ def deploy(
     console.print(f"  flow:      {done.entrypoint} in {done.project_dir}")
     console.print(f"  inputs:    {json.dumps(done.parameters['inputs'])}")
     console.print("next:")
-    console.print(f"  {done.next_steps[0]}      # a worker that runs it (on any machine)")
+    console.print(
+        f"  PREFECT_API_URL={done.api_url} {done.next_steps[0]}   # a worker, on any machine"
+    )
     console.print(f"  {done.next_steps[1]}   # a run now")
 
 
