@@ -128,3 +128,8 @@ def test_runs_reads_the_run_from_prefects_api(
     assert detail["report"].startswith("# opshistory — run")
     assert run_cli(["runs", "--status", "failed", "--spec", "opshistory", "--json"], env,
                    tmp_path).stdout.strip() == "[]"  # fmt: skip
+    by_state = run_cli(["runs", "--status", "Completed", "--spec", "opshistory", "--json"], env,
+                       tmp_path)  # fmt: skip
+    assert [r["flow_run_id"] for r in json.loads(by_state.stdout)] == [run["flow_run_id"]]
+    local = run_cli(["runs", "--local", "--state-dir", "state", "--json"], env, tmp_path)
+    assert [r["source"] for r in json.loads(local.stdout)] == ["local"]
