@@ -10,6 +10,7 @@ from typing import Any
 
 from codexflow.runtime.flow import PreparedRun, wait_recorded, watch_cancellation
 from codexflow.runtime.prefect_env import server_url, ui_url
+from codexflow.runtime.prefect_events import subscribe_prefect_events
 from codexflow.runtime.prefect_pause import ask_budget, ask_gate
 from codexflow.runtime.prefect_tasks import PrefectRunner
 from codexflow.runtime.record import RunRecord, report, summary
@@ -53,6 +54,13 @@ async def execute_in_flow(prepared: PreparedRun) -> Any:
                 )
             )
 
+    # Every codexflow event also as a Prefect event (the UI's feed, automations), sent from
+    # inside the flow run so that Prefect relates it to this flow run.
+    unsubscribe = (
+        subscribe_prefect_events(options.events, spec=plan.name)
+        if options.events is not None
+        else None
+    )
     try:
         result = await drive(plan, runner, options, prepared.observer, record, prepare=hook)
     finally:
@@ -63,7 +71,9 @@ async def execute_in_flow(prepared: PreparedRun) -> Any:
     record.write_summary(result)
     prepared.result = result
     if prepared.after is not None:
-        prepared.after(result)
+        prepared.after(result)  # the session's run.finished and tool events still reach Prefect
+    if unsubscribe is not None:
+        unsubscribe()
     with contextlib.suppress(Exception):  # history is a convenience, never a failure
         await _publish(plan.name, result)
         await wait_recorded(flow_run_id, len(runner.task_runs), timeout=10.0)
