@@ -6,10 +6,10 @@ Prefect 3.8 reads settings from the environment, then `.env`, `prefect.toml` and
 file under PREFECT_HOME (a dictConfig: a handler can be any callable, so the file runs code).
 In the `codexflow init` layout the current directory is the workspace, which agents write. So
 codexflow pins the profiles file and the logging config by environment variable, turns the
-three file sources off in this process, and then exports every resolved setting as an
-environment variable: the environment outranks the files, also in the temporary server
-Prefect starts as a subprocess, which codexflow starts in PREFECT_HOME (so that its
-`python -m uvicorn` does not import modules from the workspace either).
+three file sources off in this process, and gives every resolved setting as an environment
+variable to the temporary server Prefect starts as a subprocess (the environment outranks the
+files there too), which codexflow starts in PREFECT_HOME (so that its `python -m uvicorn`
+does not import modules from the workspace either).
 """
 
 from __future__ import annotations
@@ -114,10 +114,17 @@ def pin_prefect_settings() -> dict[str, str]:
         for key, value in settings.to_environment_variables(exclude_unset=False).items()
         if key not in os.environ
     }
-    os.environ.update(exported)
+    # Given to the temporary server's process only (see _InDirectory): exported into this
+    # process's own environment they would outlive the run, and every later child (a test's
+    # Prefect server, a worker, another apply on another state dir) would inherit them.
+    _EXPORTED.clear()
+    _EXPORTED.update(exported)
     if not server_url():
         _start_temporary_server_in_home(Path(os.environ["PREFECT_HOME"]))
     return exported
+
+
+_EXPORTED: dict[str, str] = {}  # the resolved settings, for the temporary server's environment
 
 
 class _InDirectory(types.ModuleType):
@@ -133,6 +140,10 @@ class _InDirectory(types.ModuleType):
 
     def Popen(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("cwd", str(self._directory))
+        env = dict(kwargs.get("env") or os.environ)
+        for key, value in _EXPORTED.items():  # the environment outranks the files there too
+            env.setdefault(key, value)
+        kwargs["env"] = env
         return self._real.Popen(*args, **kwargs)
 
 

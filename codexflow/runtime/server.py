@@ -28,6 +28,7 @@ def server_environment(state_dir: Path, host: str, port: int) -> dict[str, str]:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     base = f"http://{shown}:{port}"
     env["PREFECT_UI_API_URL"] = f"{base}/api"
+    env["PREFECT_SERVER_UI_API_URL"] = f"{base}/api"  # the same setting's newer name wins
     env["PREFECT_API_URL"] = f"{base}/api"  # the server's own services call themselves here
     env["PREFECT_UI_URL"] = base
     env["PREFECT_SERVER_API_HOST"] = host

@@ -72,7 +72,7 @@ class PrefectServer:
 
     def env(self, home: Path, **extra: str) -> dict[str, str]:
         """The environment of a client process (codexflow, a worker) of this server."""
-        env = {**os.environ, **quiet_prefect_env(home), "PREFECT_API_URL": self.url}
+        env = {**outside_env(), **quiet_prefect_env(home), "PREFECT_API_URL": self.url}
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(
             os.pathsep
         )
@@ -118,8 +118,7 @@ def events(server: PrefectServer, filter: dict[str, Any], pages: int = 20) -> li
 
 
 def start_prefect_server(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **quiet_prefect_env(home)}
-    env.pop("PREFECT_API_URL", None)
+    env = {**outside_env(), **quiet_prefect_env(home)}
     env["PREFECT_UI_API_URL"] = f"http://127.0.0.1:{port}/api"
     # SQLite under several workers and runs on 2 loaded cores locks up ("database is locked",
     # calls of 30 s+): keep the server to what the tests read. No scheduler (the tests read a
@@ -214,3 +213,10 @@ def state_type(run: dict[str, Any]) -> str:
 
 def http_error_body(exc: urllib.error.HTTPError) -> str:
     return exc.read().decode(errors="replace")
+
+
+def outside_env() -> dict[str, str]:
+    """This process's environment without Prefect's settings: in-process runs of other tests
+    set some (codexflow pins Prefect's settings when it runs), and a server or worker started
+    here must get only its own."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}

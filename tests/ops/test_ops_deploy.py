@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from ops_support import (
     PrefectServer,
     events,
     openai_spec,
+    outside_env,
     quiet_prefect_env,
     run_cli,
     start_worker,
@@ -195,7 +195,7 @@ def test_the_deployment_run_emitted_step_events(deployed: Deployment) -> None:
 def test_deploy_without_a_server_says_how_to_start_one(tmp_path: Path) -> None:
     spec = openai_spec("noserver", "http://127.0.0.1:9/v1", TASKS)
     (tmp_path / "spec.yaml").write_text(spec.replace("tasks:", INPUTS + "tasks:"))
-    env = {**os.environ, **quiet_prefect_env(tmp_path / "home")}
+    env = {**outside_env(), **quiet_prefect_env(tmp_path / "home")}
     env.pop("PREFECT_API_URL", None)
     done = run_cli(["deploy", "spec.yaml"], env, tmp_path)
     assert done.returncode == 2, done.stdout + done.stderr

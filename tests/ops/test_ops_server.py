@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from ops_support import free_port, quiet_prefect_env, wait_healthy
+from ops_support import free_port, outside_env, quiet_prefect_env, wait_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,7 @@ def alive(pid: int) -> bool:
 
 def test_server_on_another_port_serves_a_ui_that_calls_its_own_api(tmp_path: Path) -> None:
     port = free_port()
-    env = {**os.environ, **quiet_prefect_env(tmp_path / "unused-home")}
+    env = {**outside_env(), **quiet_prefect_env(tmp_path / "unused-home")}
     for key in ("PREFECT_HOME", "PREFECT_API_URL", "PREFECT_UI_API_URL"):
         env.pop(key, None)  # codexflow chooses them
     log = tmp_path / "server.log"
