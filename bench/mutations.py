@@ -87,7 +87,7 @@ MUTATIONS = (
         '        f"--as={limits.address_space}",\n'
         '        f"--fsize={limits.file_size}",\n',
         "",
-        ("tests/tools/test_tools_sandbox.py",),
+        ("tests/tools/test_tools_sandbox.py", "tests/tools/test_tools_kernel.py"),
     ),
     Mutation(
         "api-key-env-not-redacted",
