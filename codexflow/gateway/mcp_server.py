@@ -135,6 +135,16 @@ def build_server(gateway: Gateway) -> MCPServer:
         return _call(lambda: gateway.approve(run_id, gate, approved, limit))
 
     @server.tool()
+    def memory_get(spec: str, key: str) -> dict[str, Any]:
+        """An entry of a spec's lasting shared memory (what its agents stored with memory_store)."""
+        return _call(lambda: gateway.memory_get(spec, key))
+
+    @server.tool()
+    def memory_search(spec: str, query: str, limit: int = 5) -> dict[str, Any]:
+        """The entries of a spec's shared memory nearest in meaning to `query`, best first."""
+        return _call(lambda: gateway.memory_search(spec, query, limit))
+
+    @server.tool()
     def runs() -> dict[str, Any]:
         """The runs of this server (newest first) and older ones recorded in its state dir."""
         return {"runs": _call(gateway.runs), "specs": _call(gateway.specs)}

@@ -133,6 +133,49 @@ class Gateway:
         path = self.spec_path(spec)
         return load_spec(path), path
 
+    # -- shared memory ----------------------------------------------------------------------
+    def memory_get(self, spec: str, key: str) -> dict[str, Any]:
+        """An entry of the spec's lasting memory (its namespace, as the spec's agents see it)."""
+        memory = self._memory(spec)
+        try:
+            entry = memory.entry(key)
+            namespace = memory.namespace
+        finally:
+            memory.close()
+        found = entry is not None
+        return {
+            "spec": spec,
+            "namespace": namespace,
+            "key": key,
+            "found": found,
+            "value": entry.value if entry is not None else None,
+        }
+
+    def memory_search(self, spec: str, query: str, limit: int = 5) -> dict[str, Any]:
+        """The entries of the spec's memory nearest in meaning to `query`, best first."""
+        if len(query.encode("utf-8")) > 64 * 1024:
+            raise GatewayError("invalid", "a memory query is limited to 64 KiB")
+        memory = self._memory(spec)
+        try:
+            hits = memory.search(query, limit=max(1, min(int(limit), 50)))
+            namespace = memory.namespace
+        finally:
+            memory.close()
+        return {
+            "spec": spec,
+            "namespace": namespace,
+            "hits": [{"key": h.key, "value": h.value, "score": round(h.score, 6)} for h in hits],
+        }
+
+    def _memory(self, spec: str) -> Any:
+        """The spec's memory, where its runs under this server keep it (the spec's own
+        `memory:` settings, its state subdirectory by default). Read as a client: no agent."""
+        from codexflow.memory import Memory, config_from_spec
+
+        path = self.spec_path(spec)
+        state = self.manager.state_dir_for(path.stem)
+        return Memory(config_from_spec(load_spec(path), state, base=path.parent))
+
     # -- validate and plan ------------------------------------------------------------------
     def validate(self, text: str | None = None, spec: str | None = None) -> dict[str, Any]:
         try:
@@ -160,7 +203,7 @@ class Gateway:
         cached = None
         if spec is not None:
             state = self.manager.state_dir_for(self.spec_path(spec).stem)
-            if (state / "cache").is_dir():
+            if (state / "results").is_dir():  # runtime.store.RESULTS_DIR
                 from codexflow.runtime import cache_status
 
                 cached = cache_status(plan, state)

@@ -16,7 +16,17 @@ from mcp.client.stdio import StdioServerParameters
 from tests.gateway.conftest import SPECS
 
 ROOT = Path(__file__).resolve().parents[2]
-TOOLS = {"validate", "plan", "apply", "run_status", "run_cancel", "approve", "runs"}
+TOOLS = {
+    "validate",
+    "plan",
+    "apply",
+    "run_status",
+    "run_cancel",
+    "approve",
+    "runs",
+    "memory_get",
+    "memory_search",
+}
 
 
 def server_params(tmp_path: Path, *extra: str) -> StdioServerParameters:
@@ -217,3 +227,32 @@ def test_streamable_http_on_loopback(tmp_path: Path) -> None:
             drain.join(timeout=30)  # the pipe ends with the process
         if process.stderr is not None:
             process.stderr.close()
+
+
+def test_a_coding_agent_reads_a_specs_shared_memory(tmp_path: Path) -> None:
+    """What a spec's agents stored in its lasting memory, read and searched over MCP."""
+    from codexflow.memory import Memory, config_from_spec
+    from codexflow.spec import load_spec
+
+    spec_dir = tmp_path / "specs"
+    shutil.copytree(SPECS, spec_dir)
+    spec = spec_dir / "hello.yaml"
+    # Where runs of `hello` under this server keep their memory (its state subdirectory).
+    config = config_from_spec(
+        load_spec(spec), tmp_path / "state" / "specs" / "hello", base=spec_dir
+    )
+    memory = Memory(config)
+    memory.put("release", "Tag a release only after the changelog lists every change.")
+    memory.put("style", "Prefer small functions with names that explain themselves.")
+    memory.close()
+
+    async def session() -> None:
+        async with Client(server_params(tmp_path)) as client:
+            found = await call(client, "memory_get", spec="hello", key="release")
+            assert found["found"] is True and found["value"].startswith("Tag a release")
+            missing = await call(client, "memory_get", spec="hello", key="nothing")
+            assert missing["found"] is False and missing["value"] is None
+            hits = await call(client, "memory_search", spec="hello", query="changelog", limit=1)
+            assert [hit["key"] for hit in hits["hits"]] == ["release"]
+
+    asyncio.run(session())
