@@ -102,8 +102,10 @@ def visit(
             page.screenshot(path=str(work / "task-runs.png"), full_page=True)
             result.texts["task runs"] = page.inner_text("body")
             page.get_by_text("Artifacts", exact=True).first.click()
-            page.get_by_text("codexflow-uidemo").first.wait_for(timeout=60_000)
-            page.get_by_text("codexflow-uidemo").first.click()
+            # The report, not the steps table artifact (`codexflow-uidemo-steps`) beside it.
+            report = page.get_by_text("codexflow-uidemo", exact=True).first
+            report.wait_for(timeout=60_000)
+            report.click()
             page.get_by_text("Reused from the cache").first.wait_for(timeout=60_000)
             page.screenshot(path=str(work / "artifact.png"), full_page=True)
             result.texts["artifact"] = page.inner_text("body")
