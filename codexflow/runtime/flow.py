@@ -22,7 +22,7 @@ from prefect import flow
 
 from codexflow.agents.step_io import StepExecutor
 from codexflow.compiler.plan import Plan
-from codexflow.runtime.prefect_env import server_url, ui_url
+from codexflow.runtime.prefect_env import server_url
 from codexflow.runtime.types import NullObserver, Observer, RunOptions, RunResult
 
 logger = logging.getLogger(__name__)
@@ -222,4 +222,4 @@ async def wait_recorded(flow_run_id: str, count: int, timeout: float) -> None:
             await asyncio.sleep(0.05)
 
 
-__all__ = ["PREPARED", "PreparedRun", "apply_spec", "run_flow", "ui_url"]
+__all__ = ["PREPARED", "PreparedRun", "apply_spec", "run_flow"]
