@@ -61,6 +61,22 @@ def note_call(n: int) -> Reply:
     )
 
 
+def left_running(group: int) -> list[str]:
+    """The command lines of live (not zombie) processes still in the process group."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, _ppid, pgrp = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:3]
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(pgrp) == group and state != "Z":
+            found.append(cmdline)
+    return found
+
+
 def apply(spec: Path, root: Path, engine: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env |= {"CODEXFLOW_TEST_KEY": "sk-test-durable", "NO_COLOR": "1"}
@@ -101,8 +117,14 @@ def test_a_step_killed_at_its_fifth_request_resumes_without_paying_again(
                 break
             threading.Event().wait(0.1)
         assert arrived.is_set(), (tmp_path / "apply.out").read_text(errors="replace")
-        os.killpg(proc.pid, signal.SIGKILL)
+        # Only the apply is killed: what it started (the embedded Prefect server) must end too.
+        os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+        for _ in range(600):  # bounded: the server gives itself 5 s to stop, then exits
+            if not left_running(proc.pid):
+                break
+            threading.Event().wait(0.1)
+        assert not left_running(proc.pid), left_running(proc.pid)
         notes = (tmp_path / "ws" / "notes.txt").read_text().split()
         assert notes == [f"note-{n}" for n in range(1, KILL_AT)]
 

@@ -144,7 +144,42 @@ class _InDirectory(types.ModuleType):
         for key, value in _EXPORTED.items():  # the environment outranks the files there too
             env.setdefault(key, value)
         kwargs["env"] = env
-        return self._real.Popen(*args, **kwargs)
+        command = list(kwargs.pop("args", None) or args[0])
+        if command[1:3] != ["-m", "uvicorn"]:
+            return self._real.Popen(command, *args[1:], **kwargs)
+        # The server ends itself when this process dies, however it dies (a `kill -9` of the
+        # apply included): it holds the read end of a pipe whose only write end is ours, and
+        # the kernel closes that when we end. (PR_SET_PDEATHSIG would fire when the *thread*
+        # that started it ends, and needs a preexec_fn, unsafe beside threads.)
+        read_end, write_end = os.pipe()  # both non-inheritable; the read end is passed on
+        try:
+            watched = [command[0], "-c", _SERVER_WATCHDOG, str(read_end), *command[3:]]
+            process = self._real.Popen(watched, pass_fds=(read_end,), **kwargs)
+        except BaseException:
+            os.close(write_end)
+            raise
+        finally:
+            os.close(read_end)
+        _LIFELINES.append(write_end)  # open for as long as this process lives
+        return process
+
+
+# Runs uvicorn as `python -m uvicorn` would, plus a thread that waits for the end of the pipe
+# from the apply that started it: then it stops (SIGTERM, as Prefect's own stop does), and if
+# it has not ended 5 s later, it exits.
+_SERVER_WATCHDOG = """import os, runpy, signal, sys, threading, time
+fd = int(sys.argv.pop(1))
+def watch():
+    while os.read(fd, 4096):
+        pass
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)
+    os._exit(1)
+threading.Thread(target=watch, name="codexflow-lifeline", daemon=True).start()
+sys.argv[0] = "uvicorn"
+runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
+"""
+_LIFELINES: list[int] = []
 
 
 def _start_temporary_server_in_home(home: Path) -> None:
