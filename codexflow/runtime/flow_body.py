@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 async def execute_in_flow(prepared: PreparedRun) -> Any:
-    from prefect.context import get_run_context
+    from prefect.context import TagsContext, get_run_context
     from prefect.states import Cancelled, Completed, Failed
 
     flow_run = get_run_context().flow_run  # type: ignore[union-attr]
@@ -62,7 +62,11 @@ async def execute_in_flow(prepared: PreparedRun) -> Any:
         else None
     )
     try:
-        result = await drive(plan, runner, options, prepared.observer, record, prepare=hook)
+        # Task runs carry no tags (the flow run does): Prefect takes a tag concurrency slot
+        # through the API for every tagged task run, one request at a time, limit or not;
+        # inherited from the flow run, that held 98 ready units back for 0.2–2.7 s.
+        with TagsContext(current_tags=set()):
+            result = await drive(plan, runner, options, prepared.observer, record, prepare=hook)
     finally:
         for watcher in watchers:
             watcher.cancel()

@@ -83,9 +83,14 @@ _PINNED_SOURCES = (
 )
 
 
-def pin_prefect_settings() -> dict[str, str]:
-    """Turn off the file sources of Prefect's settings in this process and export the resolved
-    settings to the environment (a value already there stays). Returns what was exported."""
+def pin_prefect_settings() -> None:
+    """Turn off the file sources of Prefect's settings in this process and resolve the settings
+    again. Once per environment: an in-process caller (the gateway, a benchmark) that applies
+    again with the same PREFECT_* variables does not pay for it (~0.1 s) a second time."""
+    global _PINNED_FOR
+    environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("PREFECT_")))
+    if environment == _PINNED_FOR:
+        return
     import prefect.settings.base as base
     from pydantic_settings import PydanticBaseSettingsSource
 
@@ -108,23 +113,23 @@ def pin_prefect_settings() -> dict[str, str]:
 
     # The settings Prefect resolved while it was imported (before this) are replaced.
     prefect.context.refresh_global_settings_context()
-    settings = prefect.context.get_settings_context().settings
-    exported = {
-        key: value
-        for key, value in settings.to_environment_variables(exclude_unset=False).items()
-        if key not in os.environ
-    }
-    # Given to the temporary server's process only (see _InDirectory): exported into this
-    # process's own environment they would outlive the run, and every later child (a test's
-    # Prefect server, a worker, another apply on another state dir) would inherit them.
-    _EXPORTED.clear()
-    _EXPORTED.update(exported)
     if not server_url():
         _start_temporary_server_in_home(Path(os.environ["PREFECT_HOME"]))
-    return exported
+    _PINNED_FOR = environment
 
 
-_EXPORTED: dict[str, str] = {}  # the resolved settings, for the temporary server's environment
+_PINNED_FOR: tuple[tuple[str, str], ...] | None = None
+
+
+def _resolved_settings() -> dict[str, str]:
+    """Every resolved setting not already in the environment, for the temporary server's
+    environment only: exported into this process's own environment they would outlive the
+    run, and every later child (a test's Prefect server, a worker, another apply on another
+    state dir) would inherit them."""
+    from prefect.settings import get_current_settings
+
+    variables = get_current_settings().to_environment_variables(exclude_unset=False)
+    return {key: value for key, value in variables.items() if key not in os.environ}
 
 
 class _InDirectory(types.ModuleType):
@@ -141,7 +146,7 @@ class _InDirectory(types.ModuleType):
     def Popen(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("cwd", str(self._directory))
         env = dict(kwargs.get("env") or os.environ)
-        for key, value in _EXPORTED.items():  # the environment outranks the files there too
+        for key, value in _resolved_settings().items():  # the environment outranks the files
             env.setdefault(key, value)
         kwargs["env"] = env
         command = list(kwargs.pop("args", None) or args[0])

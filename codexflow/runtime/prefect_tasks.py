@@ -39,6 +39,7 @@ class _Job:
     call: StepCall
     key: str
     journal: Journal | None
+    task_run_id: Any = None
     attempts: int = 0
     started_at: float | None = None
     ended_at: float | None = None
@@ -76,7 +77,7 @@ class PrefectRunner:
         serializer = JSONSerializer(object_encoder=None, object_decoder=None)
         jobs = self.jobs
 
-        async def run_unit(unit: str, key: str) -> dict[str, Any]:
+        async def run_unit(unit: str, key: str, name: str) -> dict[str, Any]:
             return await self._body(jobs[unit])
 
         async def gate(unit: str, question: str) -> Any:
@@ -89,6 +90,7 @@ class PrefectRunner:
 
         self._unit_task: Any = task(
             name="unit",
+            task_run_name="{name}",  # the unit's name (`coder: refactor[2]`), a parameter
             cache_key_fn=_cache_key,
             persist_result=True,
             result_storage=storage,
@@ -101,43 +103,69 @@ class PrefectRunner:
             skipped
         )
         self._decisions: dict[str, Decide] = {}
+        self._step_tasks: dict[str, Any] = {}  # step id -> its task, built once per run
+        self._running: dict[Any, _Job] = {}  # task run id -> its job (for the retry condition)
+
+        def may_heal(task: Any, task_run: Any, state: Any) -> bool:
+            return self._may_heal(task_run, state)
+
+        # A plain function: Prefect calls `retry_condition_fn` only if `inspect.isfunction`
+        # (a bound method is silently taken for "never retry").
+        self._retry_condition = may_heal
+
+    def _task_for(self, unit: Unit) -> Any:
+        """The unit's step as a Prefect task, built on the first unit of the step: options
+        are the step's, so every item of a fan-out shares it (`with_options` per unit cost a
+        few percent of the run's CPU)."""
+        from prefect.tasks import exponential_backoff
+
+        step = unit.step
+        task = self._step_tasks.get(step.id)
+        if task is None:
+            task = self._unit_task.with_options(
+                name=f"{step.agent or step.kind}: {step.id}",
+                retries=step.retries,
+                retry_delay_seconds=exponential_backoff(step.retry_delay)
+                if step.retry_delay
+                else 0,
+                retry_jitter_factor=0.5 if step.retry_delay else None,
+                retry_condition_fn=self._retry_condition,
+                timeout_seconds=step.timeout or None,
+                refresh_cache=self.fresh,
+                cache_key_fn=_cache_key if step.cache else _no_cache,
+                persist_result=step.cache,
+            )
+            self._step_tasks[step.id] = task
+        return task
+
+    def _may_heal(self, task_run: Any, state: Any) -> bool:
+        """Prefect retries a failed attempt only for errors that may heal (runtime/execute)."""
+        error = state.data if isinstance(state.data, BaseException) else None
+        job = self._running.get(task_run.id)
+        if error is None and job is not None and job.errors:
+            error = job.errors[-1]
+        return error is None or retryable(error)
 
     # -- the runner interface -------------------------------------------------------------------
     async def execute(self, unit: Unit, call: StepCall, key: str, upstream: list[str]) -> Outcome:
-        from prefect.tasks import exponential_backoff
-
         step = unit.step
         journal = Journal.for_key(self.state_dir, key) if step.cache else None
         if journal is not None and self.fresh:
             journal.discard()
         job = _Job(unit, call, key, journal)
         self.jobs[unit.id] = job
-
-        def retry_condition(task: Any, task_run: Any, state: Any) -> bool:
-            error = state.data if isinstance(state.data, BaseException) else None
-            if error is None and job.errors:
-                error = job.errors[-1]
-            return error is None or retryable(error)
-
-        task = self._unit_task.with_options(
-            name=f"{step.agent or step.kind}: {step.id}",
-            task_run_name=unit.name,
-            retries=step.retries,
-            retry_delay_seconds=exponential_backoff(step.retry_delay) if step.retry_delay else 0,
-            retry_jitter_factor=0.5 if step.retry_delay else None,
-            retry_condition_fn=retry_condition,
-            timeout_seconds=step.timeout or None,
-            tags=_tags(unit),
-            refresh_cache=self.fresh,
-            cache_key_fn=_cache_key if step.cache else _no_cache,
-            persist_result=step.cache,
-        )
+        task = self._task_for(unit)
         try:
             state = await task(
-                unit=unit.id, key=key, wait_for=self._upstream(upstream), return_state=True
+                unit=unit.id,
+                key=key,
+                name=unit.name,
+                wait_for=self._edges(upstream),
+                return_state=True,
             )
         finally:
             self.jobs.pop(unit.id, None)
+            self._running.pop(job.task_run_id, None)
         self.task_runs[unit.id] = state
         attempts = max(job.attempts, 1 if state.name == "Cached" else job.attempts)
         if job.budget is not None:
@@ -166,13 +194,13 @@ class PrefectRunner:
         self._decisions[unit.id] = decide
         self.jobs[unit.id] = _Job(unit, None, "", None)  # type: ignore[arg-type]
         task = self._gate_task.with_options(
-            name=f"approval: {unit.step.task}", task_run_name=unit.name, tags=_tags(unit)
+            name=f"approval: {unit.step.task}", task_run_name=unit.name
         )
         try:
             state = await task(
                 unit=unit.id,
                 question=f"approve task {unit.step.task}?",
-                wait_for=self._upstream(upstream),
+                wait_for=self._edges(upstream),
                 return_state=True,
             )
         finally:
@@ -188,23 +216,24 @@ class PrefectRunner:
         return Outcome("failed", error=RuntimeError(state.message or state.name), attempts=1)
 
     async def skip(self, unit_id: str, name: str, upstream: list[str], reason: str) -> None:
-        from prefect import allow_failure
-
         task = self._skip_task.with_options(name="skipped", task_run_name=name)
-        # allow_failure: the edge is recorded, but a failed upstream does not hold this run.
-        upstream_states = [allow_failure(state) for state in self._upstream(upstream)]
         with contextlib.suppress(Exception):  # history only: the run goes on regardless
             self.task_runs[unit_id] = await task(
-                unit=unit_id, reason=reason, wait_for=upstream_states, return_state=True
+                unit=unit_id, reason=reason, wait_for=self._edges(upstream), return_state=True
             )
 
     # -- task bodies ----------------------------------------------------------------------------
     async def _body(self, job: _Job) -> Any:
         from prefect import get_run_logger
+        from prefect.context import TaskRunContext
 
         job.attempts += 1
         if job.started_at is None:
             job.started_at = time.time()
+            context = TaskRunContext.get()
+            if context is not None:
+                job.task_run_id = context.task_run.id
+                self._running[job.task_run_id] = job
         log = get_run_logger()
         if job.attempts > 1:
             log.info("attempt %d of %s", job.attempts, job.unit.id)
@@ -252,8 +281,27 @@ class PrefectRunner:
             return Completed(message=how)
         return Cancelled(name="Denied", message=how)
 
-    def _upstream(self, unit_ids: list[str]) -> list[Any]:
-        return [self.task_runs[u] for u in unit_ids if u in self.task_runs]
+    def _edges(self, unit_ids: list[str]) -> list[Any]:
+        """`wait_for` for a unit whose upstream units are done (the scheduler submits it only
+        then), skipped ones included: each upstream task run's id, for its `task_inputs` (the
+        UI's edges), in a shape Prefect records without reading its result back or judging it. Given the final states themselves,
+        Prefect resolves each one's result, stored on disk, through a blocking call from the
+        event loop: a sink below 98 units then started seconds after the last of them."""
+        from prefect import allow_failure
+        from prefect.client.schemas.objects import StateDetails
+        from prefect.states import Pending
+
+        edges = []
+        for unit_id in unit_ids:
+            state = self.task_runs.get(unit_id)
+            run_id = state.state_details.task_run_id if state is not None else None
+            if run_id is not None:
+                # An unfinished upstream under allow_failure is waved through as it is.
+                marker: Any = Pending(
+                    name="NotReady", state_details=StateDetails(task_run_id=run_id)
+                )
+                edges.append(allow_failure(marker))
+        return edges
 
 
 def _cache_key(context: Any, parameters: dict[str, Any]) -> str:
@@ -262,13 +310,3 @@ def _cache_key(context: Any, parameters: dict[str, Any]) -> str:
 
 def _no_cache(context: Any, parameters: dict[str, Any]) -> None:
     return None
-
-
-def _tags(unit: Unit) -> list[str]:
-    step = unit.step
-    tags = [f"step:{step.kind}"]
-    if step.agent:
-        tags.append(f"agent:{step.agent}")
-    if step.model:
-        tags.append(f"model:{step.model}")
-    return tags
