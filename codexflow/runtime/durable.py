@@ -90,8 +90,10 @@ class Journal:
         self.lock = threading.Lock()
         self.entries: list[dict[str, Any]] = []
         self.position = 0
+        self.on_disk = False  # whether there is a file to delete (a syscall saved per unit)
         try:
             with path.open(encoding="utf-8", errors="surrogatepass") as handle:
+                self.on_disk = True
                 for line in handle:
                     try:
                         entry = json.loads(line)
@@ -132,6 +134,7 @@ class Journal:
                 self._truncate()
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8", errors="surrogatepass") as handle:
+                self.on_disk = True
                 handle.write(line)
                 handle.flush()
             self.entries.append(entry)
@@ -141,12 +144,15 @@ class Journal:
         self.entries = self.entries[: self.position]
         text = "".join(json.dumps(e, ensure_ascii=False, default=repr) + "\n" for e in self.entries)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.on_disk = True
         self.path.write_text(text, encoding="utf-8", errors="surrogatepass")
 
     def discard(self) -> None:
         with self.lock:
             self.entries, self.position = [], 0
-            self.path.unlink(missing_ok=True)
+            if self.on_disk:
+                self.path.unlink(missing_ok=True)
+                self.on_disk = False
 
 
 def response_to_json(response: ChatResponse) -> dict[str, Any]:

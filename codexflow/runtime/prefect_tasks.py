@@ -103,7 +103,7 @@ class PrefectRunner:
             skipped
         )
         self._decisions: dict[str, Decide] = {}
-        self._step_tasks: dict[str, Any] = {}  # step id -> its task, built once per run
+        self._option_tasks: dict[tuple[Any, ...], Any] = {}  # a step's options -> its task
         self._running: dict[Any, _Job] = {}  # task run id -> its job (for the retry condition)
 
         def may_heal(task: Any, task_run: Any, state: Any) -> bool:
@@ -114,16 +114,17 @@ class PrefectRunner:
         self._retry_condition = may_heal
 
     def _task_for(self, unit: Unit) -> Any:
-        """The unit's step as a Prefect task, built on the first unit of the step: options
-        are the step's, so every item of a fan-out shares it (`with_options` per unit cost a
-        few percent of the run's CPU)."""
+        """The Prefect task for a unit: one per set of options (retries, delays, timeout,
+        cache), so most plans build one or two. A task's name shows nowhere once its runs are
+        named (the unit's name is the task run's), and `with_options` per unit cost a few
+        percent of the run's CPU."""
         from prefect.tasks import exponential_backoff
 
         step = unit.step
-        task = self._step_tasks.get(step.id)
+        options = (step.retries, step.retry_delay, step.timeout, step.cache)
+        task = self._option_tasks.get(options)
         if task is None:
             task = self._unit_task.with_options(
-                name=f"{step.agent or step.kind}: {step.id}",
                 retries=step.retries,
                 retry_delay_seconds=exponential_backoff(step.retry_delay)
                 if step.retry_delay
@@ -135,7 +136,7 @@ class PrefectRunner:
                 cache_key_fn=_cache_key if step.cache else _no_cache,
                 persist_result=step.cache,
             )
-            self._step_tasks[step.id] = task
+            self._option_tasks[options] = task
         return task
 
     def _may_heal(self, task_run: Any, state: Any) -> bool:
