@@ -33,6 +33,30 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server on 127.0.0.1 for the session (tests/support/postgres_server.py).
+    Skipped where PostgreSQL is not installed, except on CI, where `.ci/run` installs it: there a
+    missing server fails, since the README says memory works on PostgreSQL."""
+    import shutil
+    import tempfile
+
+    from tests.support.postgres_server import postgres_bin, running_postgres
+
+    if postgres_bin() is None:
+        message = "PostgreSQL is not installed (Debian: apt-get install postgresql)"
+        if on_ci():
+            pytest.fail(f"{message}; .ci/run installs it", pytrace=False)
+        pytest.skip(message)
+    # Not under pytest's tmp dir: that is private to root, and the server runs as `postgres`.
+    directory = Path(tempfile.mkdtemp(prefix="codexflow-pg-"))
+    try:
+        with running_postgres(directory) as url:
+            yield url
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def on_ci() -> bool:
     """CI sets CI=true (as GitHub Actions, GitLab and `.ci/run` do)."""
     return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}

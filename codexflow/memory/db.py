@@ -125,7 +125,15 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     with engine.connect() as connection:
         connection.info["codexflow_write"] = True
         with connection.begin():
+            if connection.dialect.name == "postgresql":
+                # The turns SQLite's BEGIN IMMEDIATE gives: a lock held until this transaction
+                # ends (PostgreSQL's DDL is transactional), so the next process finds it done.
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
             command.upgrade(_alembic_config(connection), revision)
+
+
+# The advisory lock key of memory migrations on PostgreSQL (any constant that is ours).
+_MIGRATION_LOCK = 0x636F646578666C6F  # "codexflo"
 
 
 def table_names(engine: Engine) -> list[str]:

@@ -20,6 +20,9 @@ from codexflow.memory.scopes import Mode
 from codexflow.memory.tables import EntryRow
 from codexflow.memory.vectors import VectorStore
 
+# Writers that may create one key at the same moment: each retry finds the row to lock.
+_INSERT_RACES = 8
+
 
 class MemoryRefused(PermissionError):
     """An agent reached outside its scopes; recorded as a `codexflow.memory.refused` event."""
@@ -177,9 +180,47 @@ class Memory:
         vector: list[float] | None = None,
     ) -> Entry:
         """Read-modify-write in one write transaction (BEGIN IMMEDIATE on SQLite, row lock
-        elsewhere): `change(old value or None)` returns the new value; no update is lost."""
+        elsewhere): `change(old value or None)` returns the new value; no update is lost.
+
+        On PostgreSQL a row lock cannot hold a key that has no row yet: when two writers create
+        the same key at once, the second one's insert fails on the unique key and its whole
+        transaction runs again, now locking the first one's row (so `change` may be called more
+        than once; only the committed call counts)."""
+        from sqlalchemy.exc import IntegrityError
+
         ns = namespace or self.namespace
         self._check(agent, ns, "write", key, run_id=run_id, step_id=step_id)
+        for attempt in range(_INSERT_RACES):
+            try:
+                entry, removed = self._update_once(ns, key, change, agent, run_id, tags, ttl)
+                break
+            except IntegrityError:
+                if attempt == _INSERT_RACES - 1:
+                    raise
+        self._index([entry], [vector] if vector is not None else None)
+        if removed:
+            self.vectors.delete(ns, self.embedder.id, removed)
+        self._emit(
+            "codexflow.memory.written",
+            agent,
+            ns,
+            key,
+            run_id=run_id,
+            step_id=step_id,
+            pruned=len(removed),
+        )
+        return entry
+
+    def _update_once(
+        self,
+        ns: str,
+        key: str,
+        change: Callable[[Any], Any],
+        agent: str | None,
+        run_id: str | None,
+        tags: Iterable[str] | None,
+        ttl: float | None,
+    ) -> tuple[Entry, list[str]]:
         now = time.time()
         lifetime = ttl if ttl is not None else self.config.ttl
         with transaction(self.engine, write=True) as session:
@@ -204,19 +245,7 @@ class Memory:
             session.flush()
             entry = _entry(row)
             removed = self._retain(session, ns, now, keep=key)
-        self._index([entry], [vector] if vector is not None else None)
-        if removed:
-            self.vectors.delete(ns, self.embedder.id, removed)
-        self._emit(
-            "codexflow.memory.written",
-            agent,
-            ns,
-            key,
-            run_id=run_id,
-            step_id=step_id,
-            pruned=len(removed),
-        )
-        return entry
+        return entry, removed
 
     def _retain(self, session: Session, namespace: str, now: float, keep: str = "") -> list[str]:
         """Delete expired entries and those past `max_entries` (oldest first); their keys."""

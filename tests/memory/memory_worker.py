@@ -8,6 +8,7 @@ crash DIR B         transactions of B rows each, forever; prints `inside` mid-tr
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,7 +19,10 @@ from codexflow.memory.tables import EventRow
 
 
 def config(directory: str) -> MemoryConfig:
-    return MemoryConfig.under(Path(directory), namespace="load", embedding="hash")
+    """Memory under DIR; its database at MEMORY_WORKER_DATABASE when set (e.g. PostgreSQL)."""
+    default = MemoryConfig.under(Path(directory), namespace="load", embedding="hash")
+    database = os.environ.get("MEMORY_WORKER_DATABASE") or default.database
+    return MemoryConfig(database, default.vectors, namespace="load", embedding="hash")
 
 
 def counter(directory: str, count: int) -> None:
