@@ -158,7 +158,8 @@ class _InDirectory(types.ModuleType):
         # that started it ends, and needs a preexec_fn, unsafe beside threads.)
         read_end, write_end = os.pipe()  # both non-inheritable; the read end is passed on
         try:
-            watched = [command[0], "-c", _SERVER_WATCHDOG, str(read_end), *command[3:]]
+            lifeline = ["-m", "codexflow.runtime.server_lifeline", str(read_end)]
+            watched = [command[0], *lifeline, *command[3:]]
             process = self._real.Popen(watched, pass_fds=(read_end,), **kwargs)
         except BaseException:
             os.close(write_end)
@@ -169,21 +170,6 @@ class _InDirectory(types.ModuleType):
         return process
 
 
-# Runs uvicorn as `python -m uvicorn` would, plus a thread that waits for the end of the pipe
-# from the apply that started it: then it stops (SIGTERM, as Prefect's own stop does), and if
-# it has not ended 5 s later, it exits.
-_SERVER_WATCHDOG = """import os, runpy, signal, sys, threading, time
-fd = int(sys.argv.pop(1))
-def watch():
-    while os.read(fd, 4096):
-        pass
-    os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(5)
-    os._exit(1)
-threading.Thread(target=watch, name="codexflow-lifeline", daemon=True).start()
-sys.argv[0] = "uvicorn"
-runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
-"""
 _LIFELINES: list[int] = []
 
 
