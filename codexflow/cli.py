@@ -332,6 +332,13 @@ def apply(
     if result.prefect_flow_run_id:
         link = f" — {result.ui_url}" if result.ui_url else ""
         console.print(f"Prefect flow run: {result.prefect_flow_run_id}{link}")
+        if not result.ui_url:  # embedded: a temporary server started (~10 s) for this run only
+            _err().print(
+                "[dim]Prefect ran embedded (its start took most of the first seconds). For a "
+                "run that starts in about a second and a UI with its history: `codexflow "
+                "server` in another shell, then export PREFECT_API_URL=http://127.0.0.1:4200/api"
+                "[/dim]"
+            )
     raise typer.Exit(result.exit_code)
 
 

@@ -25,6 +25,8 @@ from codexflow.gateway.http_models import (
     ApprovalRequest,
     ApprovalResult,
     ErrorBody,
+    MemoryEntry,
+    MemorySearch,
     PlanRequest,
     RunList,
     RunRequest,
@@ -193,6 +195,23 @@ def build_api(gateway: Gateway) -> FastAPI:
     def get_spec(name: Annotated[str, Path(max_length=200)]) -> PlainTextResponse:
         """A spec's YAML text."""
         return PlainTextResponse(gateway.spec_text(name), media_type="application/yaml")
+
+    @api.get("/specs/{name}/memory/{key}", tags=["memory"], responses=ERRORS)
+    def memory_get(
+        name: Annotated[str, Path(max_length=200)], key: Annotated[str, Path(max_length=500)]
+    ) -> MemoryEntry:
+        """An entry of a spec's lasting shared memory (what its agents stored with
+        memory_store), from where that spec's runs under this server keep it."""
+        return MemoryEntry.model_validate(gateway.memory_get(name, key))
+
+    @api.get("/specs/{name}/memory", tags=["memory"], responses=ERRORS)
+    def memory_search(
+        name: Annotated[str, Path(max_length=200)],
+        query: Annotated[str, Query(min_length=1, max_length=65536, description="What to find.")],
+        limit: Annotated[int, Query(ge=1, le=50, description="At most this many hits.")] = 5,
+    ) -> MemorySearch:
+        """The entries of a spec's shared memory nearest in meaning to `query`, best first."""
+        return MemorySearch.model_validate(gateway.memory_search(name, query, limit))
 
     @api.post("/validate", tags=["specs"], responses=ERRORS)
     def validate(request: ValidateRequest) -> ValidateResult:

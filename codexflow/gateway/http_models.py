@@ -141,3 +141,23 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "Request body too large"},
     422: {"model": ErrorBody, "description": "Invalid request or spec (issues with line:col)"},
 }
+
+
+class MemoryEntry(BaseModel):
+    spec: str
+    namespace: str = Field(description="The spec's memory namespace, as its agents see it.")
+    key: str
+    found: bool
+    value: Any = Field(None, description="The stored value (None when not found).")
+
+
+class MemoryHit(BaseModel):
+    key: str
+    value: Any
+    score: float = Field(description="Cosine similarity to the query (1 is the same text).")
+
+
+class MemorySearch(BaseModel):
+    spec: str
+    namespace: str
+    hits: list[MemoryHit] = Field(description="Best first.")

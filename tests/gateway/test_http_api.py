@@ -70,6 +70,33 @@ def test_validate_and_plan(http_api: Callable[..., str]) -> None:
         assert client.get("/specs/hello").text.startswith("# A two-step spec")
 
 
+def test_a_specs_shared_memory_is_read_and_searched(
+    http_api: Callable[..., str], spec_dir: Path, tmp_path: Path
+) -> None:
+    """What a spec's agents stored in its lasting memory, over HTTP (as over MCP)."""
+    from codexflow.memory import Memory, config_from_spec
+    from codexflow.spec import load_spec
+
+    spec = spec_dir / "hello.yaml"
+    # Where runs of `hello` under this server keep their memory (its state subdirectory).
+    state = tmp_path / "state" / "specs" / "hello"
+    memory = Memory(config_from_spec(load_spec(spec), state, base=spec_dir))
+    memory.put("release", "Tag a release only after the changelog lists every change.")
+    memory.put("style", "Prefer small functions with names that explain themselves.")
+    memory.close()
+    with httpx.Client(base_url=http_api()) as client:
+        found = client.get("/specs/hello/memory/release").json()
+        assert found["found"] is True and found["value"].startswith("Tag a release")
+        missing = client.get("/specs/hello/memory/nothing").json()
+        assert (missing["found"], missing["value"]) == (False, None)
+        hits = client.get("/specs/hello/memory", params={"query": "changelog", "limit": 1})
+        assert [hit["key"] for hit in hits.json()["hits"]] == ["release"]
+        unknown = client.get("/specs/helo/memory/release")
+        assert unknown.status_code == 404 and "did you mean `hello`" in unknown.json()["error"]
+        too_many = client.get("/specs/hello/memory", params={"query": "x", "limit": 51})
+        assert too_many.status_code == 422
+
+
 def test_run_to_the_end_with_server_sent_events(http_api: Callable[..., str]) -> None:
     with httpx.Client(base_url=http_api(), timeout=60) as client:
         started = client.post("/runs", json={"spec": "hello", "inputs": {"topic": "sse"}})

@@ -11,6 +11,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -85,9 +86,12 @@ def running_postgres(directory: Path) -> Iterator[str]:
             raise RuntimeError(f"postgres did not start: {log.read_text(errors='replace')[-2000:]}")
         yield f"postgresql+psycopg://{ROLE}@127.0.0.1:{port}/postgres"
     finally:
-        process.terminate()  # SIGTERM: "smart" shutdown; the sessions are closed by now
+        # SIGINT to the whole group (runuser and postgres): "fast" shutdown, which does not
+        # wait for pooled connections a test's engine still holds.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGINT)
         try:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=60)
