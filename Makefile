@@ -20,7 +20,7 @@ lint: install
 	$(BIN)/mypy codexflow
 
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2
 
 # Each promise broken on purpose in a temporary copy of the tree must fail its tests.
 mutations: install

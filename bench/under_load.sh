@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
 PYTHON=${PYTHON:-.venv/bin/python}
 BURNERS=${BURNERS:-2}
-BURN_SECONDS=${BURN_SECONDS:-3600}
+BURN_SECONDS=${BURN_SECONDS:-7200}
+WORKERS=${WORKERS:-2}  # as `make test` runs it
 
 burners=()
 stop_burners() {
@@ -31,12 +32,12 @@ for _ in $(seq 1 "$BURNERS"); do
   timeout "$BURN_SECONDS" sh -c 'while :; do :; done' &
   burners+=("$!")
 done
-echo "under load: ${#burners[@]} CPU burners (pids ${burners[*]}), $RUNS runs of: pytest -q $*"
+echo "under load: ${#burners[@]} CPU burners (pids ${burners[*]}), $RUNS runs of: pytest -q -n $WORKERS $*"
 
 passed=0
 for run in $(seq 1 "$RUNS"); do
   started=$(date +%s)
-  if "$PYTHON" -m pytest -q -p no:cacheprovider "$@"; then
+  if "$PYTHON" -m pytest -q -p no:cacheprovider -n "$WORKERS" "$@"; then
     passed=$((passed + 1))
     echo "run $run of $RUNS passed ($(($(date +%s) - started)) s)"
   else

@@ -319,7 +319,8 @@ def test_sigkill_at_three_points_then_resume(
 
 
 def prefect_server_running(proc: subprocess.Popen[bytes]) -> bool:
-    """Whether the run's embedded Prefect API server (a uvicorn child process) exists."""
+    """Whether the run's embedded Prefect API server (a child process serving Prefect's app
+    factory, under uvicorn) exists."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -329,7 +330,7 @@ def prefect_server_running(proc: subprocess.Popen[bytes]) -> bool:
             command = (entry / "cmdline").read_bytes()
         except (OSError, ProcessLookupError):
             continue
-        if b"uvicorn" in command:
+        if b"prefect.server.api.server:create_app" in command:
             return True
     return False
 

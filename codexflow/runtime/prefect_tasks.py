@@ -102,7 +102,7 @@ class PrefectRunner:
         self._skip_task: Any = task(name="skipped", persist_result=False, cache_policy=NONE)(
             skipped
         )
-        self._decisions: dict[str, Decide] = {}
+        self._gates: dict[str, tuple[Unit, Decide]] = {}  # gate unit id -> (unit, its decider)
         self._option_tasks: dict[tuple[Any, ...], Any] = {}  # a step's options -> its task
         self._running: dict[Any, _Job] = {}  # task run id -> its job (for the retry condition)
 
@@ -192,8 +192,7 @@ class PrefectRunner:
         return Outcome("failed", None, error, attempts, job.started_at, job.ended_at)
 
     async def gate(self, unit: Unit, upstream: list[str], decide: Decide) -> Outcome:
-        self._decisions[unit.id] = decide
-        self.jobs[unit.id] = _Job(unit, None, "", None)  # type: ignore[arg-type]
+        self._gates[unit.id] = (unit, decide)
         task = self._gate_task.with_options(
             name=f"approval: {unit.step.task}", task_run_name=unit.name
         )
@@ -205,8 +204,7 @@ class PrefectRunner:
                 return_state=True,
             )
         finally:
-            self.jobs.pop(unit.id, None)
-            self._decisions.pop(unit.id, None)
+            self._gates.pop(unit.id, None)
         self.task_runs[unit.id] = state
         if state.is_completed():
             return Outcome("succeeded", attempts=1)
@@ -274,9 +272,8 @@ class PrefectRunner:
         from prefect import get_run_logger
         from prefect.states import Cancelled, Completed
 
-        job = self.jobs[unit_id]
-        decide = self._decisions[unit_id]
-        approved, how = await decide(job.unit.step)
+        unit, decide = self._gates[unit_id]
+        approved, how = await decide(unit.step)
         get_run_logger().info("gate %s: %s", unit_id, how)
         if approved:
             return Completed(message=how)
