@@ -12,10 +12,11 @@ import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+
+from tests.support.processes import free_port, stop_group
 
 ROLE = "codexflow"
 
@@ -38,12 +39,6 @@ def _as_server_user(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def running_postgres(directory: Path) -> Iterator[str]:
     """Yields a SQLAlchemy URL (`postgresql+psycopg://...`) of a fresh, empty database."""
@@ -62,7 +57,7 @@ def running_postgres(directory: Path) -> Iterator[str]:
     log = directory / "server.log"
     initdb = [str(binaries / "initdb"), "-D", str(data), "-U", ROLE, "--auth=trust", "-E", "UTF8"]
     subprocess.run(_as_server_user(initdb), check=True, capture_output=True, timeout=300)
-    port = _free_port()
+    port = free_port()
     server = [
         str(binaries / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port),
         "-k", str(sockets), "-c", "fsync=off", "-c", "full_page_writes=off",
@@ -88,10 +83,4 @@ def running_postgres(directory: Path) -> Iterator[str]:
     finally:
         # SIGINT to the whole group (runuser and postgres): "fast" shutdown, which does not
         # wait for pooled connections a test's engine still holds.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=60)
+        stop_group(process, signal.SIGINT, wait=60)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,11 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.processes import free_port, stop_group
 
 
 def api(url: str, path: str, body: Any = None, method: str | None = None) -> Any:
@@ -65,13 +59,7 @@ def running_prefect_server(home: Path) -> Iterator[str]:
             raise AssertionError("the Prefect server did not start")
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_group(proc)
 
 
 def flow_runs(url: str, tag: str) -> list[dict[str, Any]]:
