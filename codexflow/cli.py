@@ -334,10 +334,10 @@ def apply(
         console.print(f"Prefect flow run: {result.prefect_flow_run_id}{link}")
         if not result.ui_url:  # embedded: a temporary server started (~10 s) for this run only
             _err().print(
-                "[dim]Prefect ran embedded (its start took most of the first seconds). For a "
-                "run that starts in about a second and a UI with its history: `codexflow "
-                "server` in another shell, then export PREFECT_API_URL=http://127.0.0.1:4200/api"
-                "[/dim]"
+                "[dim]Prefect ran embedded: a temporary server started for this run alone "
+                "(most of its first ~10 s). For runs that start in about a second and keep "
+                "their history in a UI, run `codexflow server` in another shell and "
+                "export PREFECT_API_URL=http://127.0.0.1:4200/api[/dim]"
             )
     raise typer.Exit(result.exit_code)
 
