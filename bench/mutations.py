@@ -130,6 +130,30 @@ MUTATIONS = (
         "if False:",
         ("tests/test_promises.py",),
     ),
+    Mutation(
+        "embedded-server-outlives-apply",
+        "the embedded Prefect server ends with the apply that started it, `kill -9` included",
+        "codexflow/runtime/prefect_env.py",
+        'if command[1:3] != ["-m", "uvicorn"]:',
+        "if True:",
+        ("tests/test_durable_steps.py",),
+    ),
+    Mutation(
+        "prefect-retries-never-called",
+        "a unit is retried by Prefect (`retries`, visible as run_count) for errors that may heal",
+        "codexflow/runtime/prefect_tasks.py",
+        "self._retry_condition = may_heal",
+        "self._retry_condition = self._may_heal  # type: ignore[assignment]",
+        ("tests/runtime/test_runtime_prefect.py",),
+    ),
+    Mutation(
+        "postgres-insert-race-unhandled",
+        "two writers creating one memory key at once lose no update on PostgreSQL",
+        "codexflow/memory/store.py",
+        "                if attempt == _INSERT_RACES - 1:\n",
+        "                if True:\n",
+        ("tests/memory/test_memory_postgres.py",),
+    ),
 )
 
 

@@ -282,9 +282,10 @@ class PrefectRunner:
     def _edges(self, unit_ids: list[str]) -> list[Any]:
         """`wait_for` for a unit whose upstream units are done (the scheduler submits it only
         then), skipped ones included: each upstream task run's id, for its `task_inputs` (the
-        UI's edges), in a shape Prefect records without reading its result back or judging it. Given the final states themselves,
-        Prefect resolves each one's result, stored on disk, through a blocking call from the
-        event loop: a sink below 98 units then started seconds after the last of them."""
+        UI's edges), in a shape Prefect records without reading its result back or judging
+        it. Given the final states themselves, Prefect resolves each one's result, stored on
+        disk, through a blocking call from the event loop: a sink below 98 units then started
+        seconds after the last of them."""
         from prefect import allow_failure
         from prefect.client.schemas.objects import StateDetails
         from prefect.states import Pending
