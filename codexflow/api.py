@@ -191,7 +191,6 @@ def apply(
 
     ready = prepare_apply(spec_or_path, options, spec_path=spec_path)
     with ready.locked():
-        ready.start()
         try:
             return run_plan(
                 ready.plan,
@@ -200,6 +199,7 @@ def apply(
                 observer,
                 parameters=ready.parameters(),
                 after=ready.finish,
+                before=ready.start,
             )
         except BaseException as exc:
             ready.abort(exc)

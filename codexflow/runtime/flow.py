@@ -39,6 +39,7 @@ class PreparedRun:
     run_id: str
     result: RunResult | None = None
     after: Any = None  # called with the RunResult inside the flow (e.g. write the audit trail)
+    before: Any = None  # called inside the flow before the first unit (the run's session row)
     extra_tags: list[str] = field(default_factory=list)
 
 
@@ -88,8 +89,8 @@ async def apply_spec(
         spec, inputs, workspace, state_dir, approve, model, fresh
     )
     prepared.run_id = str(get_run_context().flow_run.name)  # type: ignore[union-attr]
+    prepared.before = ready.start
     with ready.locked():
-        ready.start()
         try:
             return await execute_in_flow(prepared)
         except BaseException as exc:
@@ -138,11 +139,12 @@ def run_flow(
     run_id: str,
     parameters: dict[str, Any],
     after: Any = None,
+    before: Any = None,
 ) -> RunResult:
     """Run the plan as one `apply-spec` flow run in this process; returns its RunResult."""
     from prefect import tags
 
-    prepared = PreparedRun(plan, executor, options, observer, run_id, after=after)
+    prepared = PreparedRun(plan, executor, options, observer, run_id, after=after, before=before)
     token = PREPARED.set(prepared)
     try:
         with tags(*run_tags(plan)):

@@ -61,6 +61,8 @@ async def execute_in_flow(prepared: PreparedRun) -> Any:
         if options.events is not None
         else None
     )
+    if prepared.before is not None:  # e.g. the memory session's `run.started`, now in the feed
+        prepared.before()
     try:
         # Task runs carry no tags (the flow run does): Prefect takes a tag concurrency slot
         # through the API for every tagged task run, one request at a time, limit or not;

@@ -36,18 +36,22 @@ def run_plan(
     observer: Observer | None = None,
     parameters: dict[str, Any] | None = None,
     after: Any = None,
+    before: Any = None,
 ) -> RunResult:
     """Run every unit of `plan`, reusing cached results; never raises for a failed step
     (the result's status says it); Ctrl-C / SIGTERM stop cleanly with a resumable state.
 
     `parameters` are the `apply-spec` flow run's parameters (what the Prefect UI shows);
-    `after(result)` runs once the run is recorded, inside the flow run when there is one."""
+    `before()` runs before the first unit and `after(result)` once the run is recorded, both
+    inside the flow run when there is one (so their events reach Prefect's feed)."""
     options = options or RunOptions()
     observer = observer or NullObserver()
     run_id = options.run_id or new_run_id()
     if options.engine == "local":
         record = RunRecord(options.state_dir, run_id)
         runner = LocalRunner(executor, options.state_dir, options.fresh)
+        if before is not None:
+            before()
         result = asyncio.run(drive(plan, runner, options, observer, record))
         if after is not None:
             after(result)
@@ -59,7 +63,7 @@ def run_plan(
     from codexflow.runtime.flow import run_flow
 
     flow_parameters = parameters or {"spec": plan.name, "inputs": dict(plan.inputs)}
-    return run_flow(plan, executor, options, observer, run_id, flow_parameters, after)
+    return run_flow(plan, executor, options, observer, run_id, flow_parameters, after, before)
 
 
 async def drive(

@@ -154,3 +154,30 @@ def test_the_readme_automation_notifies_when_a_budget_is_reached(
     note = received[0]
     assert "opsevents reached its budget" in note["subject"]
     assert f"Run {run_id}" in note["body"] and "5000 tokens" in note["body"]
+
+
+def test_a_real_apply_puts_its_whole_story_in_prefects_feed(
+    prefect_server: PrefectServer, tmp_path: Path
+) -> None:
+    """From `run.started` (the run's session, opened inside the flow run) to `run.finished`."""
+    command = [
+        sys.executable, "-m", "codexflow", "apply", str(ROOT / "specs" / "notebook.yaml"),
+        "--model", "scripted/demo", "--script", str(ROOT / "specs" / "scripted" / "notebook.yaml"),
+        "--state-dir", str(tmp_path / "state"),
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, env=prefect_server.env(tmp_path / "home"), capture_output=True, text=True,
+        timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_id = Path(done.stdout.split("run record: ", 1)[1].split()[0]).name
+    mine = {"resource": {"id": [f"codexflow.run.{run_id}"]}}
+    wanted = {"codexflow.run.started", "codexflow.step.finished", "codexflow.run.finished"}
+    found = prefect_server.wait_for(
+        "the run's events in the feed",
+        lambda: (
+            (got := events(prefect_server, mine)) and wanted <= {e["event"] for e in got} and got
+        ),
+    )
+    names = [e["event"] for e in found]
+    assert names[0] == "codexflow.run.started" and names[-1] == "codexflow.run.finished"
