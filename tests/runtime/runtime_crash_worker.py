@@ -14,16 +14,24 @@ from codexflow.runtime import RunOptions, run_plan
 
 
 class Announcer:
-    """Writes the Prefect flow run id to a file as soon as the flow run exists."""
+    """Writes the Prefect flow run id to a file as soon as the flow run exists, and each unit
+    to `<out>.started` when it starts and to `<out>.stored` when it has ended with its result
+    stored (the runtime reports a unit's end only after the store write): what the tests
+    synchronise on instead of sleeping."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
+    def _note(self, suffix: str, unit: str) -> None:
+        with self.path.with_suffix(suffix).open("a", encoding="utf-8") as handle:
+            handle.write(unit + "\n")
+
     def on_step_start(self, step_id: str, name: str) -> None:
-        return None
+        self._note(".started", step_id)
 
     def on_step_end(self, step_id: str, status: str, record: object) -> None:
-        return None
+        if status in ("succeeded", "cached"):
+            self._note(".stored", step_id)
 
     def on_flow_run(self, flow_run_id: str, ui_url: str | None) -> None:
         self.path.write_text(flow_run_id, encoding="utf-8")
