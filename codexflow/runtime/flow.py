@@ -40,6 +40,7 @@ class PreparedRun:
     result: RunResult | None = None
     after: Any = None  # called with the RunResult inside the flow (e.g. write the audit trail)
     before: Any = None  # called inside the flow before the first unit (the run's session row)
+    error: BaseException | None = None  # what stopped the run before its first unit
     extra_tags: list[str] = field(default_factory=list)
 
 
@@ -151,7 +152,9 @@ def run_flow(
             asyncio.run(_call_flow(parameters))
     finally:
         PREPARED.reset(token)
-    if prepared.result is None:  # the flow could not start (Prefect itself failed)
+    if prepared.result is None:  # the flow could not start: say why, as --no-prefect would
+        if prepared.error is not None:
+            raise prepared.error
         raise RuntimeError("the Prefect flow run ended before the run started")
     return prepared.result
 

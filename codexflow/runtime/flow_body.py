@@ -62,7 +62,13 @@ async def execute_in_flow(prepared: PreparedRun) -> Any:
         else None
     )
     if prepared.before is not None:  # e.g. the memory session's `run.started`, now in the feed
-        prepared.before()
+        try:
+            prepared.before()
+        except BaseException as exc:  # e.g. a memory database newer than this codexflow
+            prepared.error = exc
+            if unsubscribe is not None:
+                unsubscribe()
+            raise
     try:
         # Task runs carry no tags (the flow run does): Prefect takes a tag concurrency slot
         # through the API for every tagged task run, one request at a time, limit or not;

@@ -170,3 +170,19 @@ def test_budget_pause_resumed_through_prefect(tmp_path: Path) -> None:
     helper.join(timeout=30)
     assert result.ok and limits == [12.5]
     assert executor.calls.count("b") == 2
+
+
+def test_an_error_before_the_first_unit_is_raised_as_itself(tmp_path: Path) -> None:
+    """What fails inside the flow run before any unit (the run's session row) reaches the
+    caller as itself, as with --no-prefect, not as "the flow run ended before the run"."""
+
+    class SessionError(Exception):
+        pass
+
+    def before() -> None:
+        raise SessionError("the memory database is locked")
+
+    executor = FakeExecutor()
+    with pytest.raises(SessionError, match="memory database is locked"):
+        run_plan(six_step_plan(), executor, RunOptions(state_dir=tmp_path / "state"), before=before)
+    assert executor.calls == []
