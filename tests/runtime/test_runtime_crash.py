@@ -156,8 +156,13 @@ def test_prefect_engine_stopped_then_killed_then_resumed(tmp_path: Path) -> None
         assert proc.poll() is None and time.monotonic() < deadline, errors(log)
         time.sleep(0.02)
     kill_with_children(proc)
+    stored = set(lines(out.with_suffix(".stored")))  # reported stored before the kill
 
     proc = start(state, log, out, engine="prefect")
     assert proc.wait(timeout=300) == 0, errors(log)  # no lock left by the killed run
-    assert Counter(lines(log)) == Counter(ALL_UNITS)
+    counts = Counter(lines(log))
+    assert set(counts) == ALL_UNITS and all(counts[u] == 1 for u in stored), (stored, counts)
+    # The kill lands as the flow run starts: a unit answered but not yet stored then (only on
+    # a very loaded machine) may run once more, never a stored one.
+    assert max(counts.values()) <= 2, counts
     assert json.loads(out.read_text())["outputs"] == reference_outputs(tmp_path)
