@@ -60,9 +60,17 @@ class PrefectServer:
             headers={"Content-Type": "application/json"},
             method=method,
         )
-        with urllib.request.urlopen(request, timeout=90) as response:
-            raw = response.read()
-        return json.loads(raw) if raw else None
+        for attempt in range(20):  # bounded: ~10 s of 503s from an overloaded server
+            try:
+                with urllib.request.urlopen(request, timeout=90) as response:
+                    raw = response.read()
+                return json.loads(raw) if raw else None
+            except urllib.error.HTTPError as exc:
+                # Prefect's request limit answers 503 before it handles a request: safe to retry.
+                if exc.code != 503 or attempt == 19:
+                    raise
+                time.sleep(0.5)
+        raise AssertionError("unreachable")
 
     def get(self, path: str) -> Any:
         return self.call("GET", path)
